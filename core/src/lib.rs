@@ -1,0 +1,3 @@
+//! PatchMix index algebra (placeholder: being written).
+#![no_std]
+#![forbid(unsafe_code)]

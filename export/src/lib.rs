@@ -1,0 +1,2 @@
+//! patchmix-export: graph IR, ONNX writing, the ViT encoder, weights, runtimes and kNN.
+#![forbid(unsafe_code)]

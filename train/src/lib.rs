@@ -1,0 +1,2 @@
+//! patchmix-train: autodiff, the step compiler, the optimizer, the data pipeline and the ORT session.
+#![forbid(unsafe_code)]
