@@ -1,2 +1,8 @@
+//! The `patchmix` command-line tool.
 #![forbid(unsafe_code)]
-fn main() {}
+
+mod cli;
+
+fn main() -> std::process::ExitCode {
+    cli::main()
+}
