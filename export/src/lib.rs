@@ -1,2 +1,5 @@
 //! patchmix-export: graph IR, ONNX writing, the ViT encoder, weights, runtimes and kNN.
 #![forbid(unsafe_code)]
+
+pub mod knn;
+pub mod weights;

@@ -1,0 +1,2 @@
+//! kNN search benchmark (placeholder, filled in below).
+fn main() {}
