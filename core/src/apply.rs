@@ -144,6 +144,27 @@ fn check_source<I: IndexInt>(source: &[I], len: usize) -> Result<()> {
     Ok(())
 }
 
+/// `dst.copy_from_slice(src)` for equal lengths, with short runs (the rows of small patches)
+/// copied as a binary decomposition into fixed-size blocks (16, 8, 4, 2, 1), which compile to
+/// inline moves: a `memcpy` call per 2–16 elements costs more than the copy itself. (A loop over
+/// blocks would be turned back into a `memcpy` call by the optimizer.)
+#[inline(always)]
+fn copy_short<E: Copy>(dst: &mut [E], src: &[E]) {
+    if dst.len() >= 32 || dst.len() != src.len() {
+        dst.copy_from_slice(src);
+        return;
+    }
+    let (mut d, mut s) = (dst, src);
+    for block in [16, 8, 4, 2, 1] {
+        if d.len() >= block && s.len() >= block {
+            let (dh, dt) = d.split_at_mut(block);
+            let (sh, st) = s.split_at(block);
+            dh.copy_from_slice(sh);
+            (d, s) = (dt, st);
+        }
+    }
+}
+
 /// `source[k]` as usize; only called after [`check_source`].
 #[inline]
 fn at<I: IndexInt>(source: &[I], k: usize) -> usize {
@@ -243,28 +264,40 @@ pub fn apply_nchw<I: IndexInt, E: Copy>(
     check_source(source, total)?;
     let (tokens, channels, side) = (geometry.tokens(), shape.channels, shape.height);
     let plane = side * side;
+    // Runs of one token row are collected in a small stack buffer (in chunks, so any grid works
+    // without allocation), then copied pixel row by pixel row, so each output row is written
+    // front to back.
+    const CHUNK: usize = 64;
+    let mut runs = [(0usize, 0usize, 0usize); CHUNK]; // (output column, length, input offset)
     for b in 0..geometry.batch() {
         for row in 0..grid {
             let mut col = 0;
             while col < grid {
-                let k = b * tokens + row * grid + col;
-                let s = at(source, k);
-                let (sb, st) = (s / tokens, s % tokens);
-                let (srow, scol) = (st / grid, st % grid);
-                let mut run = 1;
-                while col + run < grid && scol + run < grid && at(source, k + run) == s + run {
-                    run += 1;
+                let mut count = 0;
+                while col < grid && count < CHUNK {
+                    let k = b * tokens + row * grid + col;
+                    let s = at(source, k);
+                    let (sb, st) = (s / tokens, s % tokens);
+                    let (srow, scol) = (st / grid, st % grid);
+                    let mut run = 1;
+                    while col + run < grid && scol + run < grid && at(source, k + run) == s + run
+                    {
+                        run += 1;
+                    }
+                    runs[count] = (col * p, run * p, sb * channels * plane + srow * p * side + scol * p);
+                    count += 1;
+                    col += run;
                 }
-                let n = run * p;
                 for c in 0..channels {
-                    let out_base = (b * channels + c) * plane + row * p * side + col * p;
-                    let in_base = (sb * channels + c) * plane + srow * p * side + scol * p;
                     for y in 0..p {
-                        let (o, i) = (out_base + y * side, in_base + y * side);
-                        output[o..o + n].copy_from_slice(&input[i..i + n]);
+                        let out_row = (b * channels + c) * plane + (row * p + y) * side;
+                        let in_shift = c * plane + y * side;
+                        for &(o, n, i) in &runs[..count] {
+                            let (o, i) = (out_row + o, i + in_shift);
+                            copy_short(&mut output[o..o + n], &input[i..i + n]);
+                        }
                     }
                 }
-                col += run;
             }
         }
     }
