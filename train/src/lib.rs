@@ -1,2 +1,7 @@
 //! patchmix-train: autodiff, the step compiler, the optimizer, the data pipeline and the ORT session.
 #![forbid(unsafe_code)]
+
+pub mod augment;
+pub mod data;
+
+pub mod autodiff;

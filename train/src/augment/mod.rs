@@ -1,0 +1,18 @@
+//! The original PatchMix / MoCo v3 two-view augmentations, one op per module, on 8-bit RGB
+//! images as torchvision applies them to PIL images; [`Pipeline`] chains them.
+//!
+//! Randomness comes from a caller's RNG (the loader seeds a `ChaCha8Rng` per sample), so a
+//! pipeline run is reproducible byte for byte from a seed.
+
+pub mod blur;
+pub mod crop;
+pub mod flip;
+pub mod gray;
+pub mod hsv;
+pub mod jitter;
+pub mod pipeline;
+pub mod random;
+pub mod solarize;
+
+pub use jitter::ColorJitter;
+pub use pipeline::{AugmentConfig, AugmentError, MultiCrop, Pipeline, ViewImages, ViewSpec};
