@@ -295,8 +295,15 @@ pub fn knn_report_with(
                 votes.iter_mut().for_each(|v| *v = 0.0);
                 labels.clear();
                 labels.extend(top.indices.row(i).iter().map(|&j| train_labels[j]));
-                let sims = top.similarities.row(i);
-                let sims = sims.as_slice().unwrap_or(&[]);
+                let row = top.similarities.row(i);
+                let owned;
+                let sims = match row.as_slice() {
+                    Some(s) => s,
+                    None => {
+                        owned = row.to_vec();
+                        &owned
+                    }
+                };
                 let truth = test_labels[i] as usize;
                 let mut done = 0;
                 for (u, &k) in used.iter().enumerate() {
