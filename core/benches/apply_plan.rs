@@ -26,15 +26,24 @@ fn bench(c: &mut Criterion) {
         b.iter(|| out.copy_from_slice(black_box(&images)))
     });
     group.bench_function("apply_nchw", |b| {
-        b.iter(|| plan.apply_nchw(shape, black_box(&images), &mut out).unwrap())
+        b.iter(|| {
+            plan.apply_nchw(shape, black_box(&images), &mut out)
+                .unwrap()
+        })
     });
     let mut patches = vec![0.0f32; len];
     patchify(BATCH, GRID, shape, &images, &mut patches).unwrap();
     let token_len = CHANNELS * (SIDE / GRID) * (SIDE / GRID);
     group.bench_function("apply_patches", |b| {
         b.iter(|| {
-            apply_patches(plan.geometry(), plan.source(), token_len, black_box(&patches), &mut out)
-                .unwrap()
+            apply_patches(
+                plan.geometry(),
+                plan.source(),
+                token_len,
+                black_box(&patches),
+                &mut out,
+            )
+            .unwrap()
         })
     });
     group.finish();

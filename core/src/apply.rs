@@ -97,7 +97,7 @@ impl ImageShape {
                 width: self.width,
             });
         }
-        if self.height < grid || self.height % grid != 0 {
+        if self.height < grid || !self.height.is_multiple_of(grid) {
             return Err(Error::GridDoesNotDivide {
                 size: self.height,
                 grid,
@@ -280,11 +280,14 @@ pub fn apply_nchw<I: IndexInt, E: Copy>(
                     let (sb, st) = (s / tokens, s % tokens);
                     let (srow, scol) = (st / grid, st % grid);
                     let mut run = 1;
-                    while col + run < grid && scol + run < grid && at(source, k + run) == s + run
-                    {
+                    while col + run < grid && scol + run < grid && at(source, k + run) == s + run {
                         run += 1;
                     }
-                    runs[count] = (col * p, run * p, sb * channels * plane + srow * p * side + scol * p);
+                    runs[count] = (
+                        col * p,
+                        run * p,
+                        sb * channels * plane + srow * p * side + scol * p,
+                    );
                     count += 1;
                     col += run;
                 }

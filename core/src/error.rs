@@ -280,27 +280,55 @@ impl fmt::Display for Error {
             }
             Error::ZeroChannels => write!(f, "channels C = 0: an image needs at least one channel"),
             Error::NonSquareImage { height, width } => {
-                write!(f, "image height H = {height} differs from width W = {width}")
+                write!(
+                    f,
+                    "image height H = {height} differs from width W = {width}"
+                )
             }
             Error::GridDoesNotDivide { size, grid } => {
                 write!(f, "grid = {grid} does not divide the image side {size}")
             }
             Error::PermutationLength { expected, actual } => {
-                write!(f, "perm has length {actual} but must have length T = {expected}")
+                write!(
+                    f,
+                    "perm has length {actual} but must have length T = {expected}"
+                )
             }
-            Error::PermutationOutOfRange { position, value, tokens } => write!(
+            Error::PermutationOutOfRange {
+                position,
+                value,
+                tokens,
+            } => write!(
                 f,
                 "perm[{position}] = {value} is not a token index in 0..{tokens}"
             ),
-            Error::PermutationDuplicate { value, first, second } => write!(
+            Error::PermutationDuplicate {
+                value,
+                first,
+                second,
+            } => write!(
                 f,
                 "perm[{first}] = perm[{second}] = {value}: perm is not a permutation"
             ),
-            Error::BufferLength { buffer, expected, actual } => {
-                write!(f, "{buffer} has length {actual} but must have length {expected}")
+            Error::BufferLength {
+                buffer,
+                expected,
+                actual,
+            } => {
+                write!(
+                    f,
+                    "{buffer} has length {actual} but must have length {expected}"
+                )
             }
-            Error::SourceOutOfRange { position, value, len } => {
-                write!(f, "source[{position}] = {value} is not a token index in 0..{len}")
+            Error::SourceOutOfRange {
+                position,
+                value,
+                len,
+            } => {
+                write!(
+                    f,
+                    "source[{position}] = {value} is not a token index in 0..{len}"
+                )
             }
             Error::SizeOverflow { what } => write!(f, "{what} overflows usize"),
             Error::IndexOverflow { value, index_type } => {
@@ -309,12 +337,17 @@ impl fmt::Display for Error {
             Error::InvalidSmoothing { smoothing } => {
                 write!(f, "smoothing s = {smoothing} is not a number in [0, 1]")
             }
-            Error::ZeroWorldSize => write!(f, "world size = 0: the world must hold at least one rank"),
+            Error::ZeroWorldSize => {
+                write!(f, "world size = 0: the world must hold at least one rank")
+            }
             Error::RankOutOfRange { rank, world_size } => {
                 write!(f, "rank = {rank} is not below the world size {world_size}")
             }
             Error::InvalidScheduleValue { name, value } => {
-                write!(f, "schedule parameter {name} = {value} is not valid (must be finite")?;
+                write!(
+                    f,
+                    "schedule parameter {name} = {value} is not valid (must be finite"
+                )?;
                 if name.contains("temp") {
                     write!(f, " and positive")?;
                 }
@@ -325,10 +358,16 @@ impl fmt::Display for Error {
                 "warm-up of {warmup} steps exceeds the schedule length {total}"
             ),
             Error::ScheduleIndexOutOfRange { index, len } => {
-                write!(f, "schedule index {index} is past the schedule length {len}")
+                write!(
+                    f,
+                    "schedule index {index} is past the schedule length {len}"
+                )
             }
             Error::EpochOutOfRange { epoch, total } => {
-                write!(f, "epoch e = {epoch} is outside [0, E] with E = {total} (E must be positive)")
+                write!(
+                    f,
+                    "epoch e = {epoch} is outside [0, E] with E = {total} (E must be positive)"
+                )
             }
             Error::InvalidMomentum { momentum } => {
                 write!(f, "base momentum m0 = {momentum} is not a number in [0, 1]")

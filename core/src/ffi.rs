@@ -341,7 +341,17 @@ pub unsafe extern "C" fn patchmix_origin_targets_f32(
     len: usize,
 ) -> i32 {
     // SAFETY: forwarded caller contract.
-    unsafe { targets(Targets::Origin, batch, world_size, rank, smoothing, out, len) }
+    unsafe {
+        targets(
+            Targets::Origin,
+            batch,
+            world_size,
+            rank,
+            smoothing,
+            out,
+            len,
+        )
+    }
 }
 
 /// Mix-to-origin soft targets (`soft_target`), `batch × batch·world_size` floats.
@@ -488,10 +498,12 @@ mod tests {
     #[test]
     fn null_pointers_are_errors() {
         // SAFETY: null pointers are what is being tested; nothing is dereferenced.
-        let code = unsafe { patchmix_source(1, 2, 1, core::ptr::null(), 4, core::ptr::null_mut(), 4) };
+        let code =
+            unsafe { patchmix_source(1, 2, 1, core::ptr::null(), 4, core::ptr::null_mut(), 4) };
         assert_eq!(code, Error::NullPointer { name: "perm" }.code());
         // SAFETY: as above.
-        let code = unsafe { patchmix_cosine_schedule(1.0, 0.0, 2, 0, 0.0, 0, core::ptr::null_mut()) };
+        let code =
+            unsafe { patchmix_cosine_schedule(1.0, 0.0, 2, 0, 0.0, 0, core::ptr::null_mut()) };
         assert_eq!(code, -24);
     }
 }

@@ -6,7 +6,7 @@
 //! the soft contrastive targets, and the training schedules. Meant to be embedded in other
 //! runtimes, so that they can reproduce (or check) a plan exactly.
 //!
-//! * [`plan`]: [`MixGeometry`], [`fill_inverse`], [`fill_source`] (and [`MixPlan`] with `alloc`);
+//! * [`plan`]: [`MixGeometry`], [`fill_inverse`], [`fill_source`] (and `MixPlan` with `alloc`);
 //! * [`rng`]: [`SplitMix64`] and [`fill_permutation`], the documented seeded permutation;
 //! * [`apply`]: [`apply_nchw`], [`apply_patches`], [`patchify`], [`unpatchify`] for any `Copy`
 //!   element type;
@@ -19,7 +19,7 @@
 //! ## Features
 //!
 //! * no default feature: `no_std`, no allocation; everything works on caller slices;
-//! * `alloc`: owned conveniences ([`MixPlan`], `Vec`-returning label helpers);
+//! * `alloc`: owned conveniences (`MixPlan`, `Vec`-returning label helpers);
 //! * `std` (default): implies `alloc`;
 //! * `ffi`: the C ABI (implies `std`).
 //!

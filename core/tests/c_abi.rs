@@ -25,7 +25,11 @@ fn target_dir() -> PathBuf {
     match std::env::var_os("CARGO_TARGET_DIR") {
         Some(dir) if !dir.is_empty() => {
             let dir = PathBuf::from(dir);
-            if dir.is_absolute() { dir } else { workspace_root().join(dir) }
+            if dir.is_absolute() {
+                dir
+            } else {
+                workspace_root().join(dir)
+            }
         }
         _ => workspace_root().join("target"),
     }
@@ -49,7 +53,10 @@ fn build_staticlib() -> PathBuf {
         ])
         .status()
         .expect("failed to run cargo to build the patchmix-core staticlib");
-    assert!(status.success(), "building the patchmix-core staticlib failed: {status}");
+    assert!(
+        status.success(),
+        "building the patchmix-core staticlib failed: {status}"
+    );
     let lib = dir.join("debug").join("libpatchmix_core.a");
     assert!(lib.exists(), "cargo did not produce {}", lib.display());
     lib
@@ -75,7 +82,15 @@ fn compile_and_run_smoke() -> String {
     if cfg!(target_os = "macos") {
         cmd.args(["-lSystem", "-lc", "-lm"]);
     } else {
-        cmd.args(["-lgcc_s", "-lutil", "-lrt", "-lpthread", "-lm", "-ldl", "-lc"]);
+        cmd.args([
+            "-lgcc_s",
+            "-lutil",
+            "-lrt",
+            "-lpthread",
+            "-lm",
+            "-ldl",
+            "-lc",
+        ]);
     }
     let out = cmd.output().unwrap_or_else(|err| {
         panic!(
@@ -88,7 +103,9 @@ fn compile_and_run_smoke() -> String {
         "compiling tests/c/smoke.c failed:\n{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    let run = Command::new(&exe).output().expect("failed to run the compiled C smoke test");
+    let run = Command::new(&exe)
+        .output()
+        .expect("failed to run the compiled C smoke test");
     let stdout = String::from_utf8(run.stdout).expect("smoke output is UTF-8");
     assert!(
         run.status.success(),
@@ -107,12 +124,18 @@ fn line<'a>(output: &'a str, key: &str) -> &'a str {
 }
 
 fn join<T: ToString>(values: &[T]) -> String {
-    values.iter().map(T::to_string).collect::<Vec<_>>().join(" ")
+    values
+        .iter()
+        .map(T::to_string)
+        .collect::<Vec<_>>()
+        .join(" ")
 }
 
 /// C's `%.9g` for the f32 values written by the smoke test, parsed back to f32 for comparison.
 fn floats(text: &str) -> Vec<f32> {
-    text.split(' ').map(|v| v.parse().expect("a float")).collect()
+    text.split(' ')
+        .map(|v| v.parse().expect("a float"))
+        .collect()
 }
 
 #[test]
@@ -136,7 +159,14 @@ fn c_program_matches_rust_api() {
     let n = b * 3 * 8 * 8;
     let images: Vec<f32> = (0..n).map(|i| i as f32 * 0.5).collect();
     let mut mixed = vec![0.0f32; n];
-    apply_nchw(&geometry, &source, ImageShape::square(3, 8), &images, &mut mixed).unwrap();
+    apply_nchw(
+        &geometry,
+        &source,
+        ImageShape::square(3, 8),
+        &images,
+        &mut mixed,
+    )
+    .unwrap();
     assert_eq!(floats(line(&out, "mixed")), mixed);
 
     let spec = LabelSpec::new(b, 2, 1, 0.1).unwrap();
@@ -149,16 +179,31 @@ fn c_program_matches_rust_api() {
     assert_eq!(floats(line(&out, "soft_mix_target")), labels);
 
     let parse = |key| line(&out, key).parse::<f64>().unwrap();
-    assert_eq!(parse("cosine"), cosine_schedule(1e-3, 1e-5, 100, 10, 0.0, 37).unwrap());
-    assert_eq!(parse("momentum"), momentum_schedule(0.99, 12.5, 100.0).unwrap());
-    assert_eq!(parse("temperature"), temperature_schedule(0.1, 0.2, 30, 7).unwrap());
+    assert_eq!(
+        parse("cosine"),
+        cosine_schedule(1e-3, 1e-5, 100, 10, 0.0, 37).unwrap()
+    );
+    assert_eq!(
+        parse("momentum"),
+        momentum_schedule(0.99, 12.5, 100.0).unwrap()
+    );
+    assert_eq!(
+        parse("temperature"),
+        temperature_schedule(0.1, 0.2, 30, 7).unwrap()
+    );
 
     let errors: Vec<&str> = out.lines().filter(|l| l.starts_with("error ")).collect();
     let message = "mix m = 5 exceeds the token count T = 4";
     assert_eq!(
         errors[0],
-        format!("error -5 {} {message} | mix m exceeds the token count T", message.len())
+        format!(
+            "error -5 {} {message} | mix m exceeds the token count T",
+            message.len()
+        )
     );
-    assert_eq!(errors[1], "error -8 grid = 3 does not divide the image side 8");
+    assert_eq!(
+        errors[1],
+        "error -8 grid = 3 does not divide the image side 8"
+    );
     assert_eq!(line(&out, "failures"), "0");
 }

@@ -1,10 +1,9 @@
 //! Every invalid parameter is a typed error with a message naming the parameter and its value.
 
 use patchmix_core::{
-    Error, ImageShape, LabelSpec, MixGeometry, MixPlan, apply_nchw, apply_patches,
-    cosine_schedule, fill_inverse, fill_mix_to_mix_targets, fill_mix_to_origin_targets,
-    fill_origin_targets, fill_permutation, fill_source, momentum_schedule, patchify,
-    temperature_schedule,
+    Error, ImageShape, LabelSpec, MixGeometry, MixPlan, apply_nchw, apply_patches, cosine_schedule,
+    fill_inverse, fill_mix_to_mix_targets, fill_mix_to_origin_targets, fill_origin_targets,
+    fill_permutation, fill_source, momentum_schedule, patchify, temperature_schedule,
 };
 
 fn msg(err: Error) -> String {
@@ -40,18 +39,32 @@ fn permutation_errors() {
     let mut source = [0u32; 8];
     assert_eq!(
         fill_source(&g, &[0u32, 1, 2], &mut source),
-        Err(Error::PermutationLength { expected: 4, actual: 3 })
+        Err(Error::PermutationLength {
+            expected: 4,
+            actual: 3
+        })
     );
     let err = fill_source(&g, &[0u32, 1, 4, 2], &mut source).unwrap_err();
     assert_eq!(
         err,
-        Error::PermutationOutOfRange { position: 2, value: 4, tokens: 4 }
+        Error::PermutationOutOfRange {
+            position: 2,
+            value: 4,
+            tokens: 4
+        }
     );
     assert_eq!(msg(err), "perm[2] = 4 is not a token index in 0..4");
     let err = fill_source(&g, &[0i64, -1, 2, 3], &mut source).unwrap_err();
     assert_eq!(msg(err), "perm[1] = -1 is not a token index in 0..4");
     let err = fill_source(&g, &[3u32, 1, 3, 2], &mut source).unwrap_err();
-    assert_eq!(err, Error::PermutationDuplicate { value: 3, first: 0, second: 2 });
+    assert_eq!(
+        err,
+        Error::PermutationDuplicate {
+            value: 3,
+            first: 0,
+            second: 2
+        }
+    );
     assert_eq!(msg(err), "perm[0] = perm[2] = 3: perm is not a permutation");
     // Stale contents of the inverse buffer cannot fool the check.
     let mut inv = [0u32, 1, 2, 3];
@@ -78,7 +91,11 @@ fn buffer_length_errors() {
     let mut output = [0.0f32; 9];
     assert_eq!(
         apply_patches(&g, &source, 1, &input, &mut output),
-        Err(Error::BufferLength { buffer: "output", expected: 8, actual: 9 })
+        Err(Error::BufferLength {
+            buffer: "output",
+            expected: 8,
+            actual: 9
+        })
     );
     let bad_source = [0u32, 1, 2, 3, 4, 5, 6, 8];
     let mut output = [7.0f32; 8];
@@ -89,7 +106,11 @@ fn buffer_length_errors() {
     let mut labels = [0.0f32; 8];
     assert!(matches!(
         fill_origin_targets(&spec, &mut labels),
-        Err(Error::BufferLength { buffer: "labels", expected: 9, actual: 8 })
+        Err(Error::BufferLength {
+            buffer: "labels",
+            expected: 9,
+            actual: 8
+        })
     ));
 }
 
@@ -127,7 +148,10 @@ fn index_type_errors() {
     ));
     assert!(matches!(
         MixPlan::from_seed(1 << 17, 1 << 8, 1, 0),
-        Err(Error::IndexOverflow { index_type: "u32", .. })
+        Err(Error::IndexOverflow {
+            index_type: "u32",
+            ..
+        })
     ));
     let mut perm = vec![0i32; 4];
     fill_permutation(1, &mut perm).unwrap();
@@ -151,8 +175,14 @@ fn label_errors() {
     ));
     let spec = LabelSpec::single(2, 0.1).unwrap();
     let mut out = [0.0f32; 4];
-    assert_eq!(fill_mix_to_origin_targets(&spec, 0, &mut out), Err(Error::ZeroMix));
-    assert_eq!(fill_mix_to_mix_targets(&spec, 0, &mut out), Err(Error::ZeroMix));
+    assert_eq!(
+        fill_mix_to_origin_targets(&spec, 0, &mut out),
+        Err(Error::ZeroMix)
+    );
+    assert_eq!(
+        fill_mix_to_mix_targets(&spec, 0, &mut out),
+        Err(Error::ZeroMix)
+    );
     // A huge m is fine (closed form, no loop over m).
     fill_mix_to_mix_targets(&spec, usize::MAX, &mut out).unwrap();
     let sum: f32 = out[..2].iter().sum();
@@ -203,29 +233,70 @@ fn every_error_has_a_distinct_negative_code_and_message() {
         Error::ZeroMix,
         Error::MixExceedsTokens { mix: 1, tokens: 0 },
         Error::ZeroChannels,
-        Error::NonSquareImage { height: 1, width: 2 },
+        Error::NonSquareImage {
+            height: 1,
+            width: 2,
+        },
         Error::GridDoesNotDivide { size: 1, grid: 2 },
-        Error::PermutationLength { expected: 1, actual: 2 },
-        Error::PermutationOutOfRange { position: 0, value: 0, tokens: 0 },
-        Error::PermutationDuplicate { value: 0, first: 0, second: 1 },
-        Error::BufferLength { buffer: "x", expected: 0, actual: 1 },
-        Error::SourceOutOfRange { position: 0, value: 0, len: 0 },
+        Error::PermutationLength {
+            expected: 1,
+            actual: 2,
+        },
+        Error::PermutationOutOfRange {
+            position: 0,
+            value: 0,
+            tokens: 0,
+        },
+        Error::PermutationDuplicate {
+            value: 0,
+            first: 0,
+            second: 1,
+        },
+        Error::BufferLength {
+            buffer: "x",
+            expected: 0,
+            actual: 1,
+        },
+        Error::SourceOutOfRange {
+            position: 0,
+            value: 0,
+            len: 0,
+        },
         Error::SizeOverflow { what: "x" },
-        Error::IndexOverflow { value: 0, index_type: "u32" },
+        Error::IndexOverflow {
+            value: 0,
+            index_type: "u32",
+        },
         Error::InvalidSmoothing { smoothing: 2.0 },
         Error::ZeroWorldSize,
-        Error::RankOutOfRange { rank: 1, world_size: 1 },
-        Error::InvalidScheduleValue { name: "base", value: f64::NAN },
-        Error::WarmupExceedsTotal { warmup: 2, total: 1 },
+        Error::RankOutOfRange {
+            rank: 1,
+            world_size: 1,
+        },
+        Error::InvalidScheduleValue {
+            name: "base",
+            value: f64::NAN,
+        },
+        Error::WarmupExceedsTotal {
+            warmup: 2,
+            total: 1,
+        },
         Error::ScheduleIndexOutOfRange { index: 1, len: 1 },
-        Error::EpochOutOfRange { epoch: 2.0, total: 1.0 },
+        Error::EpochOutOfRange {
+            epoch: 2.0,
+            total: 1.0,
+        },
         Error::InvalidMomentum { momentum: 2.0 },
         Error::NullPointer { name: "perm" },
     ];
     let mut codes: Vec<i32> = errors.iter().map(Error::code).collect();
     for (e, &c) in errors.iter().zip(&codes) {
         assert!(c < 0);
-        assert_ne!(patchmix_core::status_message(c), "unknown status code", "{e:?}");
+        assert_ne!(
+            patchmix_core::status_message(c),
+            "unknown status code",
+            "{e:?}"
+        );
         assert!(!e.to_string().is_empty());
     }
     codes.sort_unstable();

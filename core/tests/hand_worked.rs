@@ -47,7 +47,9 @@ fn grid_4x4_mix_2_by_hand() {
     assert_eq!(source, expected);
 
     // The same gather on NCHW images (C = 1, 4×4 pixels, so p = 1): pixel = 100·image + t.
-    let images: Vec<u32> = (0..3).flat_map(|b| (0..16).map(move |t| 100 * b + t)).collect();
+    let images: Vec<u32> = (0..3)
+        .flat_map(|b| (0..16).map(move |t| 100 * b + t))
+        .collect();
     let mut mixed = vec![0u32; 48];
     apply_nchw(&g, &source, ImageShape::square(1, 4), &images, &mut mixed).unwrap();
     #[rustfmt::skip]
@@ -166,7 +168,14 @@ fn schedules_by_hand() {
     assert!((m - (1.0 - 0.5 * (1.0 + core::f64::consts::FRAC_1_SQRT_2) * 0.004)).abs() < 1e-15);
     // Temperature 0.04 → 0.07 over 4 epochs: 0.04, 0.05, 0.06, 0.07, then 0.07.
     let t = |e| temperature_schedule(0.04, 0.07, 4, e).unwrap();
-    for (e, want) in [(0, 0.04), (1, 0.05), (2, 0.06), (3, 0.07), (4, 0.07), (99, 0.07)] {
+    for (e, want) in [
+        (0, 0.04),
+        (1, 0.05),
+        (2, 0.06),
+        (3, 0.07),
+        (4, 0.07),
+        (99, 0.07),
+    ] {
         assert!((t(e) - want).abs() < 1e-15, "epoch {e}: {}", t(e));
     }
 }
