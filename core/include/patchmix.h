@@ -62,6 +62,7 @@ extern "C" {
 #define PATCHMIX_E_EPOCH_OUT_OF_RANGE (-22)
 #define PATCHMIX_E_INVALID_MOMENTUM (-23)
 #define PATCHMIX_E_NULL_POINTER (-24)
+#define PATCHMIX_E_SCHEDULE_OVERFLOW (-25)
 #define PATCHMIX_E_PANIC (-99)
 
 /* ABI version of the linked library (compare with PATCHMIX_ABI_VERSION). */

@@ -153,6 +153,11 @@ pub enum Error {
         /// The momentum given.
         momentum: f64,
     },
+    /// A schedule value overflows `f64` (e.g. `|base − final|` is larger than `f64::MAX`).
+    ScheduleOverflow {
+        /// The non-finite value that resulted.
+        value: f64,
+    },
     /// A C caller passed a null pointer for a non-empty buffer.
     NullPointer {
         /// Which argument.
@@ -194,6 +199,7 @@ impl Error {
     /// | −22 | `EpochOutOfRange` |
     /// | −23 | `InvalidMomentum` |
     /// | −24 | `NullPointer` |
+    /// | −25 | `ScheduleOverflow` |
     ///
     /// # Examples
     ///
@@ -225,6 +231,7 @@ impl Error {
             Error::EpochOutOfRange { .. } => -22,
             Error::InvalidMomentum { .. } => -23,
             Error::NullPointer { .. } => -24,
+            Error::ScheduleOverflow { .. } => -25,
         }
     }
 }
@@ -265,6 +272,7 @@ pub const fn status_message(code: i32) -> &'static str {
         -22 => "epoch outside [0, E] or E not positive",
         -23 => "momentum must be a finite number in [0, 1]",
         -24 => "null pointer",
+        -25 => "schedule value overflows f64",
         _ => "unknown status code",
     }
 }
@@ -373,6 +381,10 @@ impl fmt::Display for Error {
                 write!(f, "base momentum m0 = {momentum} is not a number in [0, 1]")
             }
             Error::NullPointer { name } => write!(f, "{name} is a null pointer"),
+            Error::ScheduleOverflow { value } => write!(
+                f,
+                "schedule value {value} overflows f64: the parameters are too far apart"
+            ),
         }
     }
 }

@@ -129,6 +129,7 @@ const fn status_cstr(code: i32) -> &'static CStr {
         -22 => c"epoch outside [0, E] or E not positive",
         -23 => c"momentum must be a finite number in [0, 1]",
         -24 => c"null pointer",
+        -25 => c"schedule value overflows f64",
         STATUS_PANIC => c"internal error (panic)",
         _ => c"unknown status code",
     }

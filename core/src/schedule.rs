@@ -39,8 +39,9 @@ fn linspace(start: f64, stop: f64, n: u64, i: u64) -> f64 {
 /// # Errors
 ///
 /// [`Error::InvalidScheduleValue`] for a non-finite value,
-/// [`Error::WarmupExceedsTotal`] if `warmup_iters > total_iters`, and
-/// [`Error::ScheduleIndexOutOfRange`] if `iter ≥ total_iters`.
+/// [`Error::WarmupExceedsTotal`] if `warmup_iters > total_iters`,
+/// [`Error::ScheduleIndexOutOfRange`] if `iter ≥ total_iters`, and [`Error::ScheduleOverflow`]
+/// if the finite parameters are so far apart that the value overflows `f64`.
 ///
 /// # Examples
 ///
@@ -78,12 +79,18 @@ pub fn cosine_schedule(
             len: total_iters,
         });
     }
-    if iter < warmup_iters {
-        return Ok(linspace(start_warmup, base, warmup_iters, iter));
+    let value = if iter < warmup_iters {
+        linspace(start_warmup, base, warmup_iters, iter)
+    } else {
+        let i = (iter - warmup_iters) as f64;
+        let n = (total_iters - warmup_iters) as f64; // ≥ 1 since iter < total_iters
+        final_value + 0.5 * (base - final_value) * (1.0 + libm::cos(PI * i / n))
+    };
+    if value.is_finite() {
+        Ok(value)
+    } else {
+        Err(Error::ScheduleOverflow { value })
     }
-    let i = (iter - warmup_iters) as f64;
-    let n = (total_iters - warmup_iters) as f64; // ≥ 1 since iter < total_iters
-    Ok(final_value + 0.5 * (base - final_value) * (1.0 + libm::cos(PI * i / n)))
 }
 
 /// Momentum of the momentum encoder at (fractional) epoch `epoch` of `total_epochs`:
@@ -117,7 +124,14 @@ pub fn momentum_schedule(base_momentum: f64, epoch: f64, total_epochs: f64) -> R
             total: total_epochs,
         });
     }
-    Ok(1.0 - 0.5 * (1.0 + libm::cos(PI * epoch / total_epochs)) * (1.0 - base_momentum))
+    // (π·e)/E as in the original; π·(e/E) when π·e overflows (e near f64::MAX).
+    let angle = PI * epoch / total_epochs;
+    let angle = if angle.is_finite() {
+        angle
+    } else {
+        PI * (epoch / total_epochs)
+    };
+    Ok(1.0 - 0.5 * (1.0 + libm::cos(angle)) * (1.0 - base_momentum))
 }
 
 /// Temperature at epoch `epoch`: `linspace(warmup_temp, temp, warmup_epochs)[epoch]` during

@@ -223,6 +223,20 @@ fn schedule_errors() {
         "schedule parameter warmup_temp = 0 is not valid (must be finite and positive)"
     );
     assert!(temperature_schedule(0.1, f64::INFINITY, 3, 0).is_err());
+    // Finite parameters whose range overflows f64: an error, not NaN.
+    assert!(matches!(
+        cosine_schedule(f64::MAX, -f64::MAX, 10, 0, 0.0, 5),
+        Err(Error::ScheduleOverflow { .. })
+    ));
+    assert!(matches!(
+        cosine_schedule(f64::MAX, 0.0, 10, 4, -f64::MAX, 0),
+        Err(Error::ScheduleOverflow { .. })
+    ));
+    // Found by fuzzing: π·e overflowed for e near f64::MAX; the momentum stays in [m0, 1].
+    let e = 1.6e308;
+    let m = momentum_schedule(1e-300, e, e).unwrap();
+    assert_eq!(m, 1.0);
+    assert!((0.0..=1.0).contains(&momentum_schedule(0.5, e / 2.0, e).unwrap()));
 }
 
 #[test]
@@ -288,6 +302,9 @@ fn every_error_has_a_distinct_negative_code_and_message() {
         },
         Error::InvalidMomentum { momentum: 2.0 },
         Error::NullPointer { name: "perm" },
+        Error::ScheduleOverflow {
+            value: f64::INFINITY,
+        },
     ];
     let mut codes: Vec<i32> = errors.iter().map(Error::code).collect();
     for (e, &c) in errors.iter().zip(&codes) {
