@@ -68,11 +68,16 @@ impl<'a> ByteStream<'a> {
         }
     }
 
-    /// Reads up to `limit` bytes (fewer only at the end of the stream).
-    fn read_up_to(&mut self, limit: u64) -> Result<Vec<u8>, DataError> {
-        let cap = usize::try_from(limit)
-            .unwrap_or(usize::MAX)
-            .min(MAX_PREALLOC);
+    /// Reads up to `limit` bytes (fewer only at the end of the stream), reserving
+    /// `min(limit, MAX_PREALLOC)` bytes up front when `prealloc` is set.
+    fn read_up_to(&mut self, limit: u64, prealloc: bool) -> Result<Vec<u8>, DataError> {
+        let cap = if prealloc {
+            usize::try_from(limit)
+                .unwrap_or(usize::MAX)
+                .min(MAX_PREALLOC)
+        } else {
+            0
+        };
         let mut buf = Vec::with_capacity(cap);
         let result = (&mut self.reader).take(limit).read_to_end(&mut buf);
         let start = self.pos;
@@ -105,7 +110,7 @@ impl<'a> ByteStream<'a> {
         n: u64,
         what: impl FnOnce() -> String,
     ) -> Result<Vec<u8>, DataError> {
-        let buf = self.read_up_to(n)?;
+        let buf = self.read_up_to(n, true)?;
         if (buf.len() as u64) < n {
             return Err(DataError::Truncated {
                 file: self.file.clone(),
@@ -127,13 +132,13 @@ impl<'a> ByteStream<'a> {
 
     /// Reads everything that is left.
     pub(crate) fn read_rest(&mut self) -> Result<Vec<u8>, DataError> {
-        self.read_up_to(u64::MAX)
+        self.read_up_to(u64::MAX, false)
     }
 
     /// Fails when any byte is left: trailing data means the header and the file disagree.
     pub(crate) fn expect_end(&mut self, what: &str) -> Result<(), DataError> {
         let at = self.pos;
-        let extra = self.read_up_to(1)?;
+        let extra = self.read_up_to(1, false)?;
         if extra.is_empty() {
             Ok(())
         } else {
