@@ -1,0 +1,140 @@
+//! ViT hyper-parameters, presets and the timm parameter list.
+
+use std::fmt;
+use std::str::FromStr;
+
+/// Architecture of a timm-style VisionTransformer (pre-norm, qkv bias, CLS token, learned
+/// position embedding, LayerNorm eps 1e-6, MLP ratio 4, exact GELU).
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct VitConfig {
+    /// Input image side in pixels (square images).
+    pub img: usize,
+    /// Patch side in pixels; must divide `img`.
+    pub patch: usize,
+    /// Embedding width D.
+    pub dim: usize,
+    /// Number of blocks.
+    pub depth: usize,
+    /// Attention heads; must divide `dim`.
+    pub heads: usize,
+}
+
+/// The architecture presets of the paper.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum VitPreset {
+    /// D 192, depth 12, heads 3.
+    Tiny,
+    /// D 384, depth 12, heads 12 (the PatchMix recipe's head count).
+    Small,
+    /// D 768, depth 12, heads 12.
+    Base,
+}
+
+impl VitPreset {
+    /// (dim, depth, heads).
+    pub fn dims(self) -> (usize, usize, usize) {
+        match self {
+            VitPreset::Tiny => (192, 12, 3),
+            VitPreset::Small => (384, 12, 12),
+            VitPreset::Base => (768, 12, 12),
+        }
+    }
+
+    /// The preset at a given image and patch size.
+    ///
+    /// # Errors
+    /// As [`VitConfig::validate`].
+    pub fn config(self, img: usize, patch: usize) -> Result<VitConfig, String> {
+        let (dim, depth, heads) = self.dims();
+        let c = VitConfig { img, patch, dim, depth, heads };
+        c.validate()?;
+        Ok(c)
+    }
+}
+
+impl FromStr for VitPreset {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "vit-tiny" | "tiny" => Ok(VitPreset::Tiny),
+            "vit-small" | "small" => Ok(VitPreset::Small),
+            "vit-base" | "base" => Ok(VitPreset::Base),
+            other => Err(format!("unknown preset `{other}`: expected vit-tiny, vit-small or vit-base")),
+        }
+    }
+}
+
+impl fmt::Display for VitPreset {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            VitPreset::Tiny => "vit-tiny",
+            VitPreset::Small => "vit-small",
+            VitPreset::Base => "vit-base",
+        })
+    }
+}
+
+impl VitConfig {
+    /// Checks that the sizes fit together.
+    ///
+    /// # Errors
+    /// A message naming the parameter that does not fit.
+    pub fn validate(&self) -> Result<(), String> {
+        if self.patch == 0 || self.img == 0 || self.img % self.patch != 0 {
+            return Err(format!("patch size {} does not divide image size {}", self.patch, self.img));
+        }
+        if self.dim == 0 || self.depth == 0 || self.heads == 0 || self.dim % self.heads != 0 {
+            return Err(format!("heads {} must divide dim {} (both > 0), depth {} > 0", self.heads, self.dim, self.depth));
+        }
+        Ok(())
+    }
+
+    /// Patches per side.
+    pub fn grid(&self) -> usize {
+        self.img / self.patch
+    }
+
+    /// Patch tokens T = grid².
+    pub fn tokens(&self) -> usize {
+        self.grid() * self.grid()
+    }
+
+    /// MLP hidden width (ratio 4).
+    pub fn mlp_dim(&self) -> usize {
+        4 * self.dim
+    }
+
+    /// Every parameter as (timm name, shape), in timm's state_dict order.
+    pub fn param_specs(&self) -> Vec<(String, Vec<usize>)> {
+        let (d, p, t) = (self.dim, self.patch, self.tokens());
+        let mut v = vec![
+            ("cls_token".to_string(), vec![1, 1, d]),
+            ("pos_embed".to_string(), vec![1, t + 1, d]),
+            ("patch_embed.proj.weight".to_string(), vec![d, 3, p, p]),
+            ("patch_embed.proj.bias".to_string(), vec![d]),
+        ];
+        for i in 0..self.depth {
+            let b = |s: &str| format!("blocks.{i}.{s}");
+            v.push((b("norm1.weight"), vec![d]));
+            v.push((b("norm1.bias"), vec![d]));
+            v.push((b("attn.qkv.weight"), vec![3 * d, d]));
+            v.push((b("attn.qkv.bias"), vec![3 * d]));
+            v.push((b("attn.proj.weight"), vec![d, d]));
+            v.push((b("attn.proj.bias"), vec![d]));
+            v.push((b("norm2.weight"), vec![d]));
+            v.push((b("norm2.bias"), vec![d]));
+            v.push((b("mlp.fc1.weight"), vec![4 * d, d]));
+            v.push((b("mlp.fc1.bias"), vec![4 * d]));
+            v.push((b("mlp.fc2.weight"), vec![d, 4 * d]));
+            v.push((b("mlp.fc2.bias"), vec![d]));
+        }
+        v.push(("norm.weight".to_string(), vec![d]));
+        v.push(("norm.bias".to_string(), vec![d]));
+        v
+    }
+
+    /// The number of scalar parameters.
+    pub fn num_params(&self) -> usize {
+        self.param_specs().iter().map(|(_, s)| s.iter().product::<usize>()).sum()
+    }
+}

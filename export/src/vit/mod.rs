@@ -1,0 +1,10 @@
+//! The timm-style ViT encoder used by PatchMix: configuration and presets, seedable
+//! initialisation and the forward pass as graph IR.
+
+mod config;
+mod forward;
+mod init;
+
+pub use config::{VitConfig, VitPreset};
+pub use forward::{add_initializers, encoder_forward, encoder_graph, layer_norm, EncoderOutputs, ForwardOptions};
+pub use init::{init_weights, normal, trunc_normal, uniform};
