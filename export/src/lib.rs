@@ -2,5 +2,12 @@
 #![forbid(unsafe_code)]
 
 pub mod data;
+pub mod atomic;
+pub mod graph;
+#[cfg(feature = "onnx")]
+pub mod onnx;
+#[cfg(feature = "onnx")]
+pub mod runtime;
+pub mod vit;
 pub mod knn;
 pub mod weights;
