@@ -56,11 +56,19 @@ fn images_below(dir: &Path, out: &mut Vec<PathBuf>) -> Result<(), DataError> {
         if entry.file_name().to_str().is_some_and(hidden) {
             continue;
         }
-        entries.push(entry.path());
+        let path = entry.path();
+        // `file_type` needs no extra system call on most file systems (ImageNet has 1.28 M
+        // files); symbolic links are followed, as torchvision does.
+        let is_dir = match entry.file_type() {
+            Ok(t) if t.is_symlink() => path.is_dir(),
+            Ok(t) => t.is_dir(),
+            Err(_) => path.is_dir(),
+        };
+        entries.push((path, is_dir));
     }
     entries.sort();
-    for path in entries {
-        if path.is_dir() {
+    for (path, is_dir) in entries {
+        if is_dir {
             images_below(&path, out)?;
         } else if is_image(&path) {
             out.push(path);
