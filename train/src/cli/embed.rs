@@ -128,7 +128,7 @@ pub(super) fn progress(len: usize, what: &str) -> ProgressBar {
         bar.set_draw_target(ProgressDrawTarget::hidden());
     }
     if let Ok(style) = ProgressStyle::with_template(
-        "{msg:>12} [{bar:30}] {pos}/{len} images, {per_sec}, eta {eta}",
+        "{msg:>12} [{bar:30}] {pos}/{len} images, {elapsed} elapsed, eta {eta}",
     ) {
         bar.set_style(style.progress_chars("=> "));
     }

@@ -74,16 +74,16 @@ pub struct Args {
     #[arg(long, default_value_t = 256)]
     pub batch: usize,
     /// Shorter side before the centre crop (default: the image side).
-    #[arg(long)]
+    #[arg(long, conflicts_with = "train_features")]
     pub resize: Option<u32>,
     /// With --raw-pixels: the image side (default: the dataset's own size, e.g. 28 for MNIST).
-    #[arg(long)]
+    #[arg(long, requires = "raw_pixels")]
     pub img: Option<u32>,
     /// With --raw-pixels: how pixels are scaled before the cosine similarity.
     #[arg(long, value_enum, default_value_t = PixelNorm::Unit)]
     pub pixel_norm: PixelNorm,
     /// Use only N images of each split, spread evenly over it (image ⌊i·len/N⌋), for quick runs.
-    #[arg(long, value_name = "N")]
+    #[arg(long, value_name = "N", conflicts_with = "train_features")]
     pub limit: Option<usize>,
     /// Print the report as JSON instead of the table.
     #[arg(long)]
