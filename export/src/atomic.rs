@@ -1,19 +1,17 @@
-//! Atomic file replacement: write a uniquely named sibling temp file, fsync it, rename it over
-//! the target, then fsync the directory, so a crash leaves either the old or the new file,
-//! never a torn one. Every file this project writes (models, weights, checkpoints, metrics
-//! rewrites) goes through here.
+//! Atomic file replacement for every file this project writes (models, weights, checkpoints,
+//! metrics rewrites): a uniquely named sibling temp file is written, fsynced and renamed over
+//! the target, then the directory is fsynced, so a crash leaves either the old or the new file.
+//! The implementation is [`crate::weights::write_atomic`]; this module gives it an `io::Result`
+//! interface for callers outside the weights module.
 
-use std::fs::{File, OpenOptions};
-use std::io::{self, Write};
-use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU64, Ordering};
-
-static TMP_COUNTER: AtomicU64 = AtomicU64::new(0);
+use std::io;
+use std::path::Path;
 
 /// Writes `bytes` to `path` atomically.
 ///
 /// # Errors
-/// Any I/O error; the target is untouched when one occurs.
+/// Any I/O error (its message names the file and the step that failed); the target is
+/// untouched when one occurs.
 ///
 /// # Examples
 /// ```
@@ -23,42 +21,5 @@ static TMP_COUNTER: AtomicU64 = AtomicU64::new(0);
 /// assert_eq!(std::fs::read(dir.join("a.txt")).unwrap(), b"hello");
 /// ```
 pub fn write_atomic(path: &Path, bytes: &[u8]) -> io::Result<()> {
-    write_atomic_with(path, |f| f.write_all(bytes))
-}
-
-/// The directory holding `path` (`.` for a bare file name).
-pub fn parent_dir(path: &Path) -> PathBuf {
-    match path.parent() {
-        Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
-        _ => PathBuf::from("."),
-    }
-}
-
-/// Like [`write_atomic`], with the content produced by a writer callback.
-///
-/// # Errors
-/// Any I/O error from the callback or the file system; the target is untouched then and the
-/// temp file removed.
-pub fn write_atomic_with(path: &Path, fill: impl FnOnce(&mut File) -> io::Result<()>) -> io::Result<()> {
-    let file_name = path
-        .file_name()
-        .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidInput, "the path has no file name"))?;
-    let dir = parent_dir(path);
-    let mut tmp_name = std::ffi::OsString::from(".");
-    tmp_name.push(file_name);
-    tmp_name.push(format!(".tmp-{}-{}", std::process::id(), TMP_COUNTER.fetch_add(1, Ordering::Relaxed)));
-    let tmp = dir.join(tmp_name);
-    let result = (|| {
-        let mut f = OpenOptions::new().write(true).create_new(true).open(&tmp)?;
-        fill(&mut f)?;
-        f.sync_all()?;
-        drop(f);
-        std::fs::rename(&tmp, path)
-    })();
-    if result.is_err() {
-        let _ = std::fs::remove_file(&tmp);
-        return result;
-    }
-    // Persist the rename itself.
-    File::open(&dir)?.sync_all()
+    crate::weights::write_atomic(path, bytes).map_err(|e| io::Error::other(e.to_string()))
 }

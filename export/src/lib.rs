@@ -1,13 +1,13 @@
 //! patchmix-export: graph IR, ONNX writing, the ViT encoder, weights, runtimes and kNN.
 #![forbid(unsafe_code)]
 
-pub mod data;
 pub mod atomic;
+pub mod data;
 pub mod graph;
+pub mod knn;
 #[cfg(feature = "onnx")]
 pub mod onnx;
 #[cfg(feature = "onnx")]
 pub mod runtime;
 pub mod vit;
-pub mod knn;
 pub mod weights;

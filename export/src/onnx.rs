@@ -49,12 +49,17 @@ fn dim_proto(d: Dim) -> pb::tensor_shape_proto::Dimension {
         Some(n) => Value::DimValue(n as i64),
         None => Value::DimParam(d.to_string()),
     };
-    pb::tensor_shape_proto::Dimension { value: Some(value), ..Default::default() }
+    pb::tensor_shape_proto::Dimension {
+        value: Some(value),
+        ..Default::default()
+    }
 }
 
 fn value_info(g: &Graph, v: crate::graph::ValueId) -> pb::ValueInfoProto {
     let val = g.value(v);
-    let shape = pb::TensorShapeProto { dim: val.shape.0.iter().map(|&d| dim_proto(d)).collect() };
+    let shape = pb::TensorShapeProto {
+        dim: val.shape.0.iter().map(|&d| dim_proto(d)).collect(),
+    };
     pb::ValueInfoProto {
         name: val.name.clone(),
         r#type: Some(pb::TypeProto {
@@ -119,7 +124,14 @@ struct Emitter {
 }
 
 impl Emitter {
-    fn node(&mut self, name: String, op: &str, inputs: Vec<String>, outputs: Vec<String>, attribute: Vec<pb::AttributeProto>) {
+    fn node(
+        &mut self,
+        name: String,
+        op: &str,
+        inputs: Vec<String>,
+        outputs: Vec<String>,
+        attribute: Vec<pb::AttributeProto>,
+    ) {
         self.nodes.push(pb::NodeProto {
             name,
             op_type: op.into(),
@@ -139,14 +151,21 @@ impl Emitter {
 
     fn scalar_operand(&mut self, node: &str, what: &str, dtype: DType, value: f64) -> String {
         let name = format!("{node}/{what}");
-        self.initializers.push(tensor_proto(&name, &[], &TensorData::float_scalar(dtype, value)));
+        self.initializers.push(tensor_proto(
+            &name,
+            &[],
+            &TensorData::float_scalar(dtype, value),
+        ));
         name
     }
 }
 
 /// Converts a graph into an ONNX `ModelProto`.
 pub fn to_model_proto(g: &Graph) -> pb::ModelProto {
-    let mut e = Emitter { nodes: Vec::with_capacity(g.nodes.len()), initializers: Vec::new() };
+    let mut e = Emitter {
+        nodes: Vec::with_capacity(g.nodes.len()),
+        initializers: Vec::new(),
+    };
     for v in &g.values {
         if let ValueKind::Initializer(data) = &v.kind {
             let dims = v.shape.as_fixed().expect("initializers are static");
@@ -154,8 +173,16 @@ pub fn to_model_proto(g: &Graph) -> pb::ModelProto {
         }
     }
     for node in &g.nodes {
-        let mut ins: Vec<String> = node.inputs.iter().map(|&v| g.value(v).name.clone()).collect();
-        let outs: Vec<String> = node.outputs.iter().map(|&v| g.value(v).name.clone()).collect();
+        let mut ins: Vec<String> = node
+            .inputs
+            .iter()
+            .map(|&v| g.value(v).name.clone())
+            .collect();
+        let outs: Vec<String> = node
+            .outputs
+            .iter()
+            .map(|&v| g.value(v).name.clone())
+            .collect();
         let nm = node.name.clone();
         let mut attrs = Vec::new();
         match &node.op {
@@ -166,8 +193,19 @@ pub fn to_model_proto(g: &Graph) -> pb::ModelProto {
                 let one = e.scalar_operand(&nm, "one", dt, 1.0);
                 let half = e.scalar_operand(&nm, "half", dt, 0.5);
                 let x = ins[0].clone();
-                let (d, f, a, m) = (format!("{nm}/div"), format!("{nm}/erf"), format!("{nm}/add"), format!("{nm}/mul"));
-                e.node(d.clone(), "Div", vec![x.clone(), sqrt2], vec![d.clone()], vec![]);
+                let (d, f, a, m) = (
+                    format!("{nm}/div"),
+                    format!("{nm}/erf"),
+                    format!("{nm}/add"),
+                    format!("{nm}/mul"),
+                );
+                e.node(
+                    d.clone(),
+                    "Div",
+                    vec![x.clone(), sqrt2],
+                    vec![d.clone()],
+                    vec![],
+                );
                 e.node(f.clone(), "Erf", vec![d], vec![f.clone()], vec![]);
                 e.node(a.clone(), "Add", vec![f, one], vec![a.clone()], vec![]);
                 e.node(m.clone(), "Mul", vec![x, a], vec![m.clone()], vec![]);
@@ -176,7 +214,9 @@ pub fn to_model_proto(g: &Graph) -> pb::ModelProto {
             }
             Op::Cast { to } => attrs.push(attr_int("to", to.onnx_code() as i64)),
             Op::Reshape { shape } => ins.push(e.i64_operand(&nm, "shape", shape)),
-            Op::Transpose { perm } => attrs.push(attr_ints("perm", perm.iter().map(|&p| p as i64).collect())),
+            Op::Transpose { perm } => {
+                attrs.push(attr_ints("perm", perm.iter().map(|&p| p as i64).collect()))
+            }
             Op::Slice { starts, ends, axes } => {
                 ins.push(e.i64_operand(&nm, "starts", starts));
                 ins.push(e.i64_operand(&nm, "ends", ends));
@@ -200,7 +240,12 @@ pub fn to_model_proto(g: &Graph) -> pb::ModelProto {
                 attrs.push(attr_ints("axes", axes.clone()));
                 attrs.push(attr_int("keepdims", *keepdims as i64));
             }
-            Op::Gemm { trans_a, trans_b, alpha, beta } => {
+            Op::Gemm {
+                trans_a,
+                trans_b,
+                alpha,
+                beta,
+            } => {
                 if *trans_a {
                     attrs.push(attr_int("transA", 1));
                 }
@@ -260,7 +305,10 @@ pub fn to_model_proto(g: &Graph) -> pb::ModelProto {
     };
     pb::ModelProto {
         ir_version: IR_VERSION,
-        opset_import: vec![pb::OperatorSetIdProto { domain: String::new(), version: OPSET }],
+        opset_import: vec![pb::OperatorSetIdProto {
+            domain: String::new(),
+            version: OPSET,
+        }],
         producer_name: "patchmix-rs".into(),
         producer_version: env!("CARGO_PKG_VERSION").into(),
         graph: Some(graph),
@@ -280,6 +328,8 @@ pub fn to_onnx_bytes(g: &Graph) -> Vec<u8> {
 /// [`OnnxWriteError::Io`] naming the path.
 pub fn write_onnx(g: &Graph, path: &Path) -> Result<(), OnnxWriteError> {
     let bytes = to_onnx_bytes(g);
-    crate::atomic::write_atomic(path, &bytes)
-        .map_err(|source| OnnxWriteError::Io { path: path.display().to_string(), source })
+    crate::atomic::write_atomic(path, &bytes).map_err(|source| OnnxWriteError::Io {
+        path: path.display().to_string(),
+        source,
+    })
 }

@@ -66,9 +66,10 @@
 use std::borrow::Cow;
 use std::collections::{BTreeMap, HashMap};
 use std::fmt;
-use std::fs::{self, File};
+use std::fs::{self, File, OpenOptions};
 use std::io::{self, Write};
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use ndarray::{ArrayD, IxDyn};
 use safetensors::tensor::{Dtype, SafeTensorError, SafeTensors, View};
@@ -405,6 +406,8 @@ pub fn save_safetensors_with_ints(
     write_atomic(path, &bytes)
 }
 
+static TMP_COUNTER: AtomicU64 = AtomicU64::new(0);
+
 /// Writes `bytes` to `path` atomically: a temporary file in the same directory is written,
 /// fsynced and renamed over `path`, then the directory is fsynced (on Unix).
 ///
@@ -433,9 +436,60 @@ pub(crate) fn write_atomic_with(
     path: &Path,
     write: impl FnOnce(&mut File) -> io::Result<()>,
 ) -> Result<(), WeightsError> {
-    crate::atomic::write_atomic_with(path, write).map_err(|e| WeightsError::io("write", path, e))
+    let file_name = path.file_name().ok_or_else(|| {
+        WeightsError::io(
+            "write",
+            path,
+            io::Error::new(io::ErrorKind::InvalidInput, "the path has no file name"),
+        )
+    })?;
+    let dir = parent_dir(path);
+    let mut tmp_name = std::ffi::OsString::from(".");
+    tmp_name.push(file_name);
+    tmp_name.push(format!(
+        ".tmp-{}-{}",
+        std::process::id(),
+        TMP_COUNTER.fetch_add(1, Ordering::Relaxed)
+    ));
+    let tmp = dir.join(tmp_name);
+
+    let result = (|| {
+        let mut file = OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .open(&tmp)
+            .map_err(|e| WeightsError::io("create a temporary file for", path, e))?;
+        write(&mut file).map_err(|e| WeightsError::io("write", path, e))?;
+        file.sync_all()
+            .map_err(|e| WeightsError::io("sync", path, e))?;
+        drop(file);
+        fs::rename(&tmp, path).map_err(|e| WeightsError::io("rename into place", path, e))
+    })();
+    if result.is_err() {
+        let _ = fs::remove_file(&tmp);
+        return result;
+    }
+    sync_dir(&dir).map_err(|e| WeightsError::io("sync the directory of", path, e))
 }
 
+/// The directory holding `path` (`.` for a bare file name).
+fn parent_dir(path: &Path) -> PathBuf {
+    match path.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
+        _ => PathBuf::from("."),
+    }
+}
+
+#[cfg(unix)]
+fn sync_dir(dir: &Path) -> io::Result<()> {
+    File::open(dir)?.sync_all()
+}
+
+#[cfg(not(unix))]
+fn sync_dir(_dir: &Path) -> io::Result<()> {
+    // Directories cannot be opened as files on Windows; rename is as durable as it gets there.
+    Ok(())
+}
 
 // ---------------------------------------------------------------------------------------------
 // Loading
@@ -785,10 +839,6 @@ pub fn load_encoder(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::atomic::parent_dir;
-    use std::sync::atomic::{AtomicU64, Ordering};
-
-    static TMP_COUNTER: AtomicU64 = AtomicU64::new(0);
 
     fn tmpdir(tag: &str) -> PathBuf {
         let d = std::env::temp_dir().join(format!(

@@ -2,10 +2,10 @@
 //! ViT forward, and the written models pass `onnx.checker` when Python's `onnx` is present.
 #![cfg(feature = "ort")]
 
-use ndarray::{s, Array2, Array4, ArrayD};
+use ndarray::{Array2, Array4, ArrayD, s};
 use patchmix_export::onnx::{to_onnx_bytes, write_onnx};
 use patchmix_export::runtime::{Embed, OrtEncoder, TractEncoder};
-use patchmix_export::vit::{encoder_graph, init_weights, VitConfig, VitPreset};
+use patchmix_export::vit::{VitConfig, VitPreset, encoder_graph, init_weights};
 use rand::{RngExt, SeedableRng};
 use std::collections::BTreeMap;
 
@@ -19,7 +19,11 @@ fn random_weights(cfg: &VitConfig, seed: u64) -> BTreeMap<String, ArrayD<f32>> {
     let mut w = init_weights(cfg, seed);
     let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(seed ^ 0xabcdef);
     for (name, a) in w.iter_mut() {
-        if name.ends_with(".bias") || name.starts_with("norm") || name.contains(".norm") || name == "cls_token" {
+        if name.ends_with(".bias")
+            || name.starts_with("norm")
+            || name.contains(".norm")
+            || name == "cls_token"
+        {
             a.mapv_inplace(|v| v + rng.random_range(-0.5..0.5f32));
         }
     }
@@ -68,7 +72,11 @@ fn erf(x: f64) -> f64 {
     sum * 2.0 / std::f64::consts::PI.sqrt()
 }
 
-fn reference_forward(cfg: &VitConfig, w: &BTreeMap<String, ArrayD<f32>>, x: &Array4<f32>) -> Array2<f32> {
+fn reference_forward(
+    cfg: &VitConfig,
+    w: &BTreeMap<String, ArrayD<f32>>,
+    x: &Array4<f32>,
+) -> Array2<f32> {
     let (b, d, p, g) = (x.shape()[0], cfg.dim, cfg.patch, cfg.grid());
     let n = g * g + 1;
     let (heads, dh) = (cfg.heads, cfg.dim / cfg.heads);
@@ -115,12 +123,14 @@ fn reference_forward(cfg: &VitConfig, w: &BTreeMap<String, ArrayD<f32>>, x: &Arr
                     let s = row.sum();
                     row.mapv_inplace(|v| v / s);
                 }
-                o.slice_mut(s![.., hd * dh..(hd + 1) * dh]).assign(&a.dot(&v));
+                o.slice_mut(s![.., hd * dh..(hd + 1) * dh])
+                    .assign(&a.dot(&v));
             }
             h = &h + &linear(&o, k("attn.proj.weight"), k("attn.proj.bias"));
             let y = ln(&h, k("norm2.weight"), k("norm2.bias"));
-            let u = linear(&y, k("mlp.fc1.weight"), k("mlp.fc1.bias"))
-                .mapv(|v| (0.5 * v as f64 * (1.0 + erf(v as f64 / std::f64::consts::SQRT_2))) as f32);
+            let u = linear(&y, k("mlp.fc1.weight"), k("mlp.fc1.bias")).mapv(|v| {
+                (0.5 * v as f64 * (1.0 + erf(v as f64 / std::f64::consts::SQRT_2))) as f32
+            });
             h = &h + &linear(&u, k("mlp.fc2.weight"), k("mlp.fc2.bias"));
         }
         let y = ln(&h, &w["norm.weight"], &w["norm.bias"]);
@@ -131,22 +141,46 @@ fn reference_forward(cfg: &VitConfig, w: &BTreeMap<String, ArrayD<f32>>, x: &Arr
 
 #[test]
 fn tract_matches_an_independent_reference_forward() {
-    let cfg = VitConfig { img: 8, patch: 4, dim: 8, depth: 2, heads: 2 };
+    let cfg = VitConfig {
+        img: 8,
+        patch: 4,
+        dim: 8,
+        depth: 2,
+        heads: 2,
+    };
     let w = random_weights(&cfg, 3);
     let bytes = to_onnx_bytes(&encoder_graph(&cfg, &w, false).unwrap());
     let x = random_images(3, 8, 9);
-    let got = TractEncoder::from_bytes(&bytes).unwrap().embed(x.view()).unwrap();
+    let got = TractEncoder::from_bytes(&bytes)
+        .unwrap()
+        .embed(x.view())
+        .unwrap();
     let want = reference_forward(&cfg, &w, &x);
     let err = rel_err(&got, &want);
-    assert!(err < 1e-5, "tract vs reference relative error {err}\n{got:?}\n{want:?}");
+    assert!(
+        err < 1e-5,
+        "tract vs reference relative error {err}\n{got:?}\n{want:?}"
+    );
 }
 
 #[test]
 fn tract_and_ort_agree_on_presets_and_batch_sizes() {
     let configs = [
-        VitConfig { img: 8, patch: 2, dim: 16, depth: 2, heads: 4 },
+        VitConfig {
+            img: 8,
+            patch: 2,
+            dim: 16,
+            depth: 2,
+            heads: 4,
+        },
         VitPreset::Tiny.config(32, 4).unwrap(),
-        VitConfig { img: 32, patch: 8, dim: 384, depth: 2, heads: 12 }, // vit-small width, shallow
+        VitConfig {
+            img: 32,
+            patch: 8,
+            dim: 384,
+            depth: 2,
+            heads: 12,
+        }, // vit-small width, shallow
     ];
     for (ci, cfg) in configs.iter().enumerate() {
         let w = random_weights(cfg, ci as u64);
@@ -159,7 +193,10 @@ fn tract_and_ort_agree_on_presets_and_batch_sizes() {
             let o = ort.embed(x.view()).unwrap();
             assert_eq!(a.shape(), &[b, cfg.dim]);
             let err = rel_err(&a, &o);
-            assert!(err < 1e-4, "config {cfg:?} batch {b}: tract vs ort relative error {err}");
+            assert!(
+                err < 1e-4,
+                "config {cfg:?} batch {b}: tract vs ort relative error {err}"
+            );
             // Rows are independent: the batch-1 result of row 0 matches.
             let one = tract.embed(x.slice(s![0..1, .., .., ..])).unwrap();
             assert!(rel_err(&one, &a.slice(s![0..1, ..]).to_owned()) < 1e-5);
@@ -169,38 +206,71 @@ fn tract_and_ort_agree_on_presets_and_batch_sizes() {
 
 #[test]
 fn patch_tokens_output_matches_cls_output() {
-    let cfg = VitConfig { img: 8, patch: 4, dim: 8, depth: 1, heads: 2 };
+    let cfg = VitConfig {
+        img: 8,
+        patch: 4,
+        dim: 8,
+        depth: 1,
+        heads: 2,
+    };
     let w = random_weights(&cfg, 5);
     let bytes_cls = to_onnx_bytes(&encoder_graph(&cfg, &w, false).unwrap());
     let bytes_tok = to_onnx_bytes(&encoder_graph(&cfg, &w, true).unwrap());
     let x = random_images(2, 8, 1);
-    let a = TractEncoder::from_bytes(&bytes_cls).unwrap().embed(x.view()).unwrap();
-    let b = TractEncoder::from_bytes(&bytes_tok).unwrap().embed(x.view()).unwrap();
+    let a = TractEncoder::from_bytes(&bytes_cls)
+        .unwrap()
+        .embed(x.view())
+        .unwrap();
+    let b = TractEncoder::from_bytes(&bytes_tok)
+        .unwrap()
+        .embed(x.view())
+        .unwrap();
     assert!(rel_err(&a, &b) < 1e-6);
 }
 
 #[test]
 fn bad_batches_are_rejected_with_the_expected_shape() {
-    let cfg = VitConfig { img: 8, patch: 4, dim: 8, depth: 1, heads: 2 };
+    let cfg = VitConfig {
+        img: 8,
+        patch: 4,
+        dim: 8,
+        depth: 1,
+        heads: 2,
+    };
     let bytes = to_onnx_bytes(&encoder_graph(&cfg, &init_weights(&cfg, 0), false).unwrap());
     let mut t = TractEncoder::from_bytes(&bytes).unwrap();
-    let err = t.embed(Array4::zeros((2, 3, 16, 16)).view()).unwrap_err().to_string();
+    let err = t
+        .embed(Array4::zeros((2, 3, 16, 16)).view())
+        .unwrap_err()
+        .to_string();
     assert!(err.contains("[batch, 3, 8, 8]"), "{err}");
     assert!(TractEncoder::from_bytes(b"not an onnx model").is_err());
 }
 
 #[test]
 fn written_models_pass_the_onnx_full_checker() {
-    let probe = std::process::Command::new("python3").args(["-c", "import onnx"]).output();
+    let probe = std::process::Command::new("python3")
+        .args(["-c", "import onnx"])
+        .output();
     if !matches!(probe, Ok(ref o) if o.status.success()) {
         eprintln!("SKIPPED: python3 with the `onnx` package is not available (pip install onnx)");
         return;
     }
     let dir = tempfile::tempdir().unwrap();
-    let cfg = VitConfig { img: 16, patch: 4, dim: 16, depth: 2, heads: 2 };
+    let cfg = VitConfig {
+        img: 16,
+        patch: 4,
+        dim: 16,
+        depth: 2,
+        heads: 2,
+    };
     for tokens in [false, true] {
         let path = dir.path().join(format!("enc-{tokens}.onnx"));
-        write_onnx(&encoder_graph(&cfg, &init_weights(&cfg, 1), tokens).unwrap(), &path).unwrap();
+        write_onnx(
+            &encoder_graph(&cfg, &init_weights(&cfg, 1), tokens).unwrap(),
+            &path,
+        )
+        .unwrap();
         let out = std::process::Command::new("python3")
             .args([
                 "-c",
@@ -209,7 +279,11 @@ fn written_models_pass_the_onnx_full_checker() {
             .arg(&path)
             .output()
             .unwrap();
-        assert!(out.status.success(), "onnx checker failed: {}", String::from_utf8_lossy(&out.stderr));
+        assert!(
+            out.status.success(),
+            "onnx checker failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
         assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "17 8");
     }
 }

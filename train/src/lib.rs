@@ -5,3 +5,8 @@ pub mod augment;
 pub mod data;
 
 pub mod autodiff;
+pub mod linear;
+pub mod plot;
+pub mod pretrain;
+pub mod session;
+pub mod step;

@@ -106,7 +106,10 @@ impl Shape {
             if acc.batch && d.batch {
                 return None;
             }
-            acc = Dim { n: acc.n * d.n, batch: acc.batch || d.batch };
+            acc = Dim {
+                n: acc.n * d.n,
+                batch: acc.batch || d.batch,
+            };
         }
         Some(acc)
     }

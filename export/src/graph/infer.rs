@@ -1,15 +1,17 @@
 //! Shape and type inference, one rule per op.
 
+use super::GraphError;
 use super::dtype::{DType, Dim, Shape};
 use super::op::Op;
-use super::GraphError;
 
 /// Normalises a possibly negative axis against a rank.
 pub fn norm_axis(axis: i64, rank: usize) -> Result<usize, GraphError> {
     let r = rank as i64;
     let a = if axis < 0 { axis + r } else { axis };
     if a < 0 || a >= r {
-        return Err(GraphError::Shape(format!("axis {axis} out of range for rank {rank}")));
+        return Err(GraphError::Shape(format!(
+            "axis {axis} out of range for rank {rank}"
+        )));
     }
     Ok(a as usize)
 }
@@ -19,8 +21,16 @@ pub fn broadcast(a: &Shape, b: &Shape) -> Result<Shape, GraphError> {
     let rank = a.rank().max(b.rank());
     let mut out = Vec::with_capacity(rank);
     for i in 0..rank {
-        let da = if i + a.rank() >= rank { a.0[i + a.rank() - rank] } else { Dim::fixed(1) };
-        let db = if i + b.rank() >= rank { b.0[i + b.rank() - rank] } else { Dim::fixed(1) };
+        let da = if i + a.rank() >= rank {
+            a.0[i + a.rank() - rank]
+        } else {
+            Dim::fixed(1)
+        };
+        let db = if i + b.rank() >= rank {
+            b.0[i + b.rank() - rank]
+        } else {
+            Dim::fixed(1)
+        };
         let d = if da == db || db == Dim::fixed(1) {
             da
         } else if da == Dim::fixed(1) {
@@ -42,31 +52,48 @@ fn reshape(input: &Shape, target: &[i64]) -> Result<Shape, GraphError> {
     for (i, &t) in target.iter().enumerate() {
         match t {
             0 => dims.push(*input.0.get(i).ok_or_else(|| {
-                GraphError::Shape(format!("reshape {input} to {target:?}: 0 at axis {i} has no source"))
+                GraphError::Shape(format!(
+                    "reshape {input} to {target:?}: 0 at axis {i} has no source"
+                ))
             })?),
             -1 if infer_at.is_none() => {
                 infer_at = Some(i);
                 dims.push(Dim::fixed(1));
             }
             t if t > 0 => dims.push(Dim::fixed(t as usize)),
-            _ => return Err(GraphError::Shape(format!("reshape target {target:?} is invalid"))),
+            _ => {
+                return Err(GraphError::Shape(format!(
+                    "reshape target {target:?} is invalid"
+                )));
+            }
         }
     }
-    let known = Shape(dims.clone()).numel().ok_or_else(|| GraphError::Shape("batch²".into()))?;
+    let known = Shape(dims.clone())
+        .numel()
+        .ok_or_else(|| GraphError::Shape("batch²".into()))?;
     if let Some(i) = infer_at {
         if known.batch && !total.batch || known.n == 0 || total.n % known.n != 0 {
-            return Err(GraphError::Shape(format!("cannot reshape {input} to {target:?}")));
+            return Err(GraphError::Shape(format!(
+                "cannot reshape {input} to {target:?}"
+            )));
         }
-        dims[i] = Dim { n: total.n / known.n, batch: total.batch && !known.batch };
+        dims[i] = Dim {
+            n: total.n / known.n,
+            batch: total.batch && !known.batch,
+        };
     } else if known != total {
-        return Err(GraphError::Shape(format!("cannot reshape {input} to {target:?}")));
+        return Err(GraphError::Shape(format!(
+            "cannot reshape {input} to {target:?}"
+        )));
     }
     Ok(Shape(dims))
 }
 
 fn reduce(input: &Shape, axes: &[i64], keepdims: bool) -> Result<Shape, GraphError> {
-    let axes: Vec<usize> =
-        axes.iter().map(|&a| norm_axis(a, input.rank())).collect::<Result<_, _>>()?;
+    let axes: Vec<usize> = axes
+        .iter()
+        .map(|&a| norm_axis(a, input.rank()))
+        .collect::<Result<_, _>>()?;
     let mut out = Vec::new();
     for (i, d) in input.0.iter().enumerate() {
         if axes.contains(&i) {
@@ -81,7 +108,9 @@ fn reduce(input: &Shape, axes: &[i64], keepdims: bool) -> Result<Shape, GraphErr
 }
 
 fn slice_dim(d: Dim, start: i64, end: i64) -> Result<Dim, GraphError> {
-    let n = d.as_fixed().ok_or_else(|| GraphError::Shape("slice of a symbolic axis".into()))? as i64;
+    let n = d
+        .as_fixed()
+        .ok_or_else(|| GraphError::Shape("slice of a symbolic axis".into()))? as i64;
     let clamp = |v: i64| if v < 0 { (v + n).max(0) } else { v.min(n) };
     let (s, e) = (clamp(start), clamp(end));
     Ok(Dim::fixed((e - s).max(0) as usize))
@@ -89,12 +118,16 @@ fn slice_dim(d: Dim, start: i64, end: i64) -> Result<Dim, GraphError> {
 
 fn matmul(a: &Shape, b: &Shape) -> Result<Shape, GraphError> {
     if a.rank() < 2 || b.rank() < 2 {
-        return Err(GraphError::Shape(format!("MatMul needs rank ≥ 2, got {a} and {b}")));
+        return Err(GraphError::Shape(format!(
+            "MatMul needs rank ≥ 2, got {a} and {b}"
+        )));
     }
     let (m, ka) = (a.0[a.rank() - 2], a.0[a.rank() - 1]);
     let (kb, n) = (b.0[b.rank() - 2], b.0[b.rank() - 1]);
     if ka != kb {
-        return Err(GraphError::Shape(format!("MatMul inner dimensions differ: {a} × {b}")));
+        return Err(GraphError::Shape(format!(
+            "MatMul inner dimensions differ: {a} × {b}"
+        )));
     }
     let batch = broadcast(
         &Shape(a.0[..a.rank() - 2].to_vec()),
@@ -110,18 +143,29 @@ fn matmul(a: &Shape, b: &Shape) -> Result<Shape, GraphError> {
 ///
 /// # Errors
 /// [`GraphError::Shape`] when the inputs do not fit the op.
-pub fn infer(op: &Op, inputs: &[(DType, &Shape)], n_outputs: usize) -> Result<Vec<(DType, Shape)>, GraphError> {
+pub fn infer(
+    op: &Op,
+    inputs: &[(DType, &Shape)],
+    n_outputs: usize,
+) -> Result<Vec<(DType, Shape)>, GraphError> {
     let arity = |n: usize| -> Result<(), GraphError> {
         if inputs.len() == n {
             Ok(())
         } else {
-            Err(GraphError::Shape(format!("{} takes {n} inputs, got {}", op.onnx_type(), inputs.len())))
+            Err(GraphError::Shape(format!(
+                "{} takes {n} inputs, got {}",
+                op.onnx_type(),
+                inputs.len()
+            )))
         }
     };
     let same_type = || -> Result<DType, GraphError> {
         let t = inputs[0].0;
         if inputs.iter().any(|(d, _)| *d != t) {
-            return Err(GraphError::Shape(format!("{} inputs differ in type", op.onnx_type())));
+            return Err(GraphError::Shape(format!(
+                "{} inputs differ in type",
+                op.onnx_type()
+            )));
         }
         Ok(t)
     };
@@ -173,7 +217,9 @@ pub fn infer(op: &Op, inputs: &[(DType, &Shape)], n_outputs: usize) -> Result<Ve
             let mut sorted = perm.clone();
             sorted.sort_unstable();
             if sorted != (0..s.rank()).collect::<Vec<_>>() {
-                return Err(GraphError::Shape(format!("bad transpose perm {perm:?} for {s}")));
+                return Err(GraphError::Shape(format!(
+                    "bad transpose perm {perm:?} for {s}"
+                )));
             }
             one(inputs[0].0, Shape(perm.iter().map(|&p| s.0[p]).collect()))
         }
@@ -194,11 +240,19 @@ pub fn infer(op: &Op, inputs: &[(DType, &Shape)], n_outputs: usize) -> Result<Ve
             let mut total = 0;
             for (_, s) in inputs {
                 if s.rank() != first.rank()
-                    || s.0.iter().zip(&first.0).enumerate().any(|(i, (x, y))| i != a && x != y)
+                    || s.0
+                        .iter()
+                        .zip(&first.0)
+                        .enumerate()
+                        .any(|(i, (x, y))| i != a && x != y)
                 {
-                    return Err(GraphError::Shape(format!("Concat of {first} and {s} on axis {a}")));
+                    return Err(GraphError::Shape(format!(
+                        "Concat of {first} and {s} on axis {a}"
+                    )));
                 }
-                total += s.0[a].as_fixed().ok_or_else(|| GraphError::Shape("concat on batch axis".into()))?;
+                total += s.0[a]
+                    .as_fixed()
+                    .ok_or_else(|| GraphError::Shape("concat on batch axis".into()))?;
             }
             out.0[a] = Dim::fixed(total);
             one(t, out)
@@ -207,9 +261,13 @@ pub fn infer(op: &Op, inputs: &[(DType, &Shape)], n_outputs: usize) -> Result<Ve
             arity(1)?;
             let s = inputs[0].1;
             let a = norm_axis(*axis, s.rank())?;
-            let n = s.0[a].as_fixed().ok_or_else(|| GraphError::Shape("split on batch axis".into()))?;
+            let n = s.0[a]
+                .as_fixed()
+                .ok_or_else(|| GraphError::Shape("split on batch axis".into()))?;
             if sizes.iter().sum::<i64>() != n as i64 || sizes.len() != n_outputs {
-                return Err(GraphError::Shape(format!("split sizes {sizes:?} do not fit axis {a} of {s}")));
+                return Err(GraphError::Shape(format!(
+                    "split sizes {sizes:?} do not fit axis {a} of {s}"
+                )));
             }
             Ok(sizes
                 .iter()
@@ -224,13 +282,18 @@ pub fn infer(op: &Op, inputs: &[(DType, &Shape)], n_outputs: usize) -> Result<Ve
             arity(1)?;
             let s = inputs[0].1;
             if pads.len() != 2 * s.rank() {
-                return Err(GraphError::Shape(format!("pads {pads:?} do not fit rank {}", s.rank())));
+                return Err(GraphError::Shape(format!(
+                    "pads {pads:?} do not fit rank {}",
+                    s.rank()
+                )));
             }
             let mut out = s.clone();
             for i in 0..s.rank() {
                 let extra = pads[i] + pads[i + s.rank()];
                 if extra != 0 {
-                    let n = s.0[i].as_fixed().ok_or_else(|| GraphError::Shape("pad on batch axis".into()))?;
+                    let n = s.0[i]
+                        .as_fixed()
+                        .ok_or_else(|| GraphError::Shape("pad on batch axis".into()))?;
                     out.0[i] = Dim::fixed((n as i64 + extra) as usize);
                 }
             }
@@ -245,10 +308,19 @@ pub fn infer(op: &Op, inputs: &[(DType, &Shape)], n_outputs: usize) -> Result<Ve
             arity(1)?;
             let s = inputs[0].1;
             let rank = s.rank() + axes.len();
-            let axes: Vec<usize> = axes.iter().map(|&a| norm_axis(a, rank)).collect::<Result<_, _>>()?;
+            let axes: Vec<usize> = axes
+                .iter()
+                .map(|&a| norm_axis(a, rank))
+                .collect::<Result<_, _>>()?;
             let mut src = s.0.iter();
             let out = (0..rank)
-                .map(|i| if axes.contains(&i) { Dim::fixed(1) } else { *src.next().unwrap_or(&Dim::fixed(1)) })
+                .map(|i| {
+                    if axes.contains(&i) {
+                        Dim::fixed(1)
+                    } else {
+                        *src.next().unwrap_or(&Dim::fixed(1))
+                    }
+                })
                 .collect();
             one(inputs[0].0, Shape(out))
         }
@@ -274,25 +346,42 @@ pub fn infer(op: &Op, inputs: &[(DType, &Shape)], n_outputs: usize) -> Result<Ve
             let t = same_type()?;
             one(t, matmul(inputs[0].1, inputs[1].1)?)
         }
-        Op::Gemm { trans_a, trans_b, .. } => {
+        Op::Gemm {
+            trans_a, trans_b, ..
+        } => {
             if inputs.len() != 2 && inputs.len() != 3 {
                 return Err(GraphError::Shape("Gemm takes 2 or 3 inputs".into()));
             }
             let t = same_type()?;
             let (a, b) = (inputs[0].1, inputs[1].1);
             if a.rank() != 2 || b.rank() != 2 {
-                return Err(GraphError::Shape(format!("Gemm needs 2-D operands, got {a} and {b}")));
+                return Err(GraphError::Shape(format!(
+                    "Gemm needs 2-D operands, got {a} and {b}"
+                )));
             }
-            let (m, ka) = if *trans_a { (a.0[1], a.0[0]) } else { (a.0[0], a.0[1]) };
-            let (kb, n) = if *trans_b { (b.0[1], b.0[0]) } else { (b.0[0], b.0[1]) };
+            let (m, ka) = if *trans_a {
+                (a.0[1], a.0[0])
+            } else {
+                (a.0[0], a.0[1])
+            };
+            let (kb, n) = if *trans_b {
+                (b.0[1], b.0[0])
+            } else {
+                (b.0[0], b.0[1])
+            };
             if ka != kb {
-                return Err(GraphError::Shape(format!("Gemm inner dimensions differ: {a} × {b}")));
+                return Err(GraphError::Shape(format!(
+                    "Gemm inner dimensions differ: {a} × {b}"
+                )));
             }
             let out = Shape(vec![m, n]);
             if inputs.len() == 3 {
                 let c = broadcast(inputs[2].1, &out)?;
                 if c != out {
-                    return Err(GraphError::Shape(format!("Gemm bias {} does not fit {out}", inputs[2].1)));
+                    return Err(GraphError::Shape(format!(
+                        "Gemm bias {} does not fit {out}",
+                        inputs[2].1
+                    )));
                 }
             }
             one(t, out)
@@ -312,13 +401,17 @@ pub fn infer(op: &Op, inputs: &[(DType, &Shape)], n_outputs: usize) -> Result<Ve
             }
             let mut outs = vec![(inputs[0].0, s.clone())];
             for _ in 1..n_outputs.min(3) {
-                outs.push((inputs[0].0, stat.clone()));
+                // `stash_type` 1: ORT keeps the statistics in f32 whatever the input type.
+                outs.push((DType::F32, stat.clone()));
             }
             Ok(outs)
         }
         Op::Zeros { shape, dtype } => {
             arity(0)?;
-            one(*dtype, Shape::fixed(&shape.iter().map(|&d| d as usize).collect::<Vec<_>>()))
+            one(
+                *dtype,
+                Shape::fixed(&shape.iter().map(|&d| d as usize).collect::<Vec<_>>()),
+            )
         }
     }
 }

@@ -130,9 +130,9 @@ impl Graph {
     /// # Errors
     /// [`GraphError::Shape`] if a dimension is symbolic.
     pub fn fixed_shape(&self, v: ValueId) -> Result<Vec<usize>, GraphError> {
-        self.shape(v)
-            .as_fixed()
-            .ok_or_else(|| GraphError::Shape(format!("`{}` has a symbolic shape", self.value(v).name)))
+        self.shape(v).as_fixed().ok_or_else(|| {
+            GraphError::Shape(format!("`{}` has a symbolic shape", self.value(v).name))
+        })
     }
 
     /// The element type of a value.
@@ -171,21 +171,32 @@ impl Graph {
     fn push_value(&mut self, name: String, dtype: DType, shape: Shape, kind: ValueKind) -> ValueId {
         let id = ValueId(self.values.len() as u32);
         self.names.insert(name.clone(), id.0);
-        self.values.push(Value { name, dtype, shape, kind });
+        self.values.push(Value {
+            name,
+            dtype,
+            shape,
+            kind,
+        });
         id
     }
 
     /// Declares a graph input. Panics only on a duplicate name, a programming error; use
     /// [`Graph::try_input`] for user-supplied names.
     pub fn input(&mut self, name: &str, dtype: DType, shape: Shape) -> ValueId {
-        self.try_input(name, dtype, shape).expect("duplicate graph input name")
+        self.try_input(name, dtype, shape)
+            .expect("duplicate graph input name")
     }
 
     /// Declares a graph input.
     ///
     /// # Errors
     /// [`GraphError::DuplicateName`] if the name is taken.
-    pub fn try_input(&mut self, name: &str, dtype: DType, shape: Shape) -> Result<ValueId, GraphError> {
+    pub fn try_input(
+        &mut self,
+        name: &str,
+        dtype: DType,
+        shape: Shape,
+    ) -> Result<ValueId, GraphError> {
         if self.names.contains_key(name) {
             return Err(GraphError::DuplicateName(name.to_string()));
         }
@@ -196,10 +207,23 @@ impl Graph {
 
     /// Adds a constant tensor under a unique name derived from `hint`.
     pub fn constant(&mut self, hint: &str, dims: &[usize], data: TensorData) -> ValueId {
-        assert_eq!(dims.iter().product::<usize>(), data.len(), "constant `{hint}` size mismatch");
-        let name = if self.names.contains_key(hint) { self.fresh_name(hint) } else { hint.to_string() };
+        assert_eq!(
+            dims.iter().product::<usize>(),
+            data.len(),
+            "constant `{hint}` size mismatch"
+        );
+        let name = if self.names.contains_key(hint) {
+            self.fresh_name(hint)
+        } else {
+            hint.to_string()
+        };
         let dtype = data.dtype();
-        self.push_value(name, dtype, Shape::fixed(dims), ValueKind::Initializer(data))
+        self.push_value(
+            name,
+            dtype,
+            Shape::fixed(dims),
+            ValueKind::Initializer(data),
+        )
     }
 
     /// Adds an f32 initializer.
@@ -231,21 +255,50 @@ impl Graph {
     ///
     /// # Errors
     /// [`GraphError::Shape`] when the operands do not fit the op.
-    pub fn node(&mut self, op: Op, inputs: &[ValueId], n_outputs: usize) -> Result<Vec<ValueId>, GraphError> {
-        let shapes: Vec<(DType, Shape)> =
-            inputs.iter().map(|&v| (self.dtype(v), self.shape(v).clone())).collect();
+    pub fn node(
+        &mut self,
+        op: Op,
+        inputs: &[ValueId],
+        n_outputs: usize,
+    ) -> Result<Vec<ValueId>, GraphError> {
+        let shapes: Vec<(DType, Shape)> = inputs
+            .iter()
+            .map(|&v| (self.dtype(v), self.shape(v).clone()))
+            .collect();
         let refs: Vec<(DType, &Shape)> = shapes.iter().map(|(d, s)| (*d, s)).collect();
-        let outs = infer::infer(&op, &refs, n_outputs)
-            .map_err(|e| GraphError::Shape(format!("{} in {}: {e}", op.onnx_type(), self.scope.join("."))))?;
+        let outs = infer::infer(&op, &refs, n_outputs).map_err(|e| {
+            GraphError::Shape(format!(
+                "{} in {}: {e}",
+                op.onnx_type(),
+                self.scope.join(".")
+            ))
+        })?;
         let node_index = self.nodes.len();
         let hint = op.onnx_type().to_string();
         let name = self.fresh_name(&hint);
         let mut ids = Vec::with_capacity(outs.len());
         for (index, (dtype, shape)) in outs.into_iter().enumerate() {
-            let vname = if index == 0 { name.clone() } else { format!("{name}:{index}") };
-            ids.push(self.push_value(vname, dtype, shape, ValueKind::NodeOutput { node: node_index, index }));
+            let vname = if index == 0 {
+                name.clone()
+            } else {
+                format!("{name}:{index}")
+            };
+            ids.push(self.push_value(
+                vname,
+                dtype,
+                shape,
+                ValueKind::NodeOutput {
+                    node: node_index,
+                    index,
+                },
+            ));
         }
-        self.nodes.push(Node { op, inputs: inputs.to_vec(), outputs: ids.clone(), name });
+        self.nodes.push(Node {
+            op,
+            inputs: inputs.to_vec(),
+            outputs: ids.clone(),
+            name,
+        });
         Ok(ids)
     }
 
@@ -319,8 +372,18 @@ impl Graph {
     ///
     /// # Errors
     /// Shape mismatch.
-    pub fn linear(&mut self, x: ValueId, w: ValueId, b: Option<ValueId>) -> Result<ValueId, GraphError> {
-        let op = Op::Gemm { trans_a: false, trans_b: true, alpha: 1.0, beta: 1.0 };
+    pub fn linear(
+        &mut self,
+        x: ValueId,
+        w: ValueId,
+        b: Option<ValueId>,
+    ) -> Result<ValueId, GraphError> {
+        let op = Op::Gemm {
+            trans_a: false,
+            trans_b: true,
+            alpha: 1.0,
+            beta: 1.0,
+        };
         match b {
             Some(b) => self.op1(op, &[x, w, b]),
             None => self.op1(op, &[x, w]),
@@ -332,7 +395,12 @@ impl Graph {
     /// # Errors
     /// Element count mismatch.
     pub fn reshape(&mut self, x: ValueId, shape: &[i64]) -> Result<ValueId, GraphError> {
-        self.op1(Op::Reshape { shape: shape.to_vec() }, &[x])
+        self.op1(
+            Op::Reshape {
+                shape: shape.to_vec(),
+            },
+            &[x],
+        )
     }
 
     /// Axis permutation.
@@ -340,23 +408,50 @@ impl Graph {
     /// # Errors
     /// Bad permutation.
     pub fn transpose(&mut self, x: ValueId, perm: &[usize]) -> Result<ValueId, GraphError> {
-        self.op1(Op::Transpose { perm: perm.to_vec() }, &[x])
+        self.op1(
+            Op::Transpose {
+                perm: perm.to_vec(),
+            },
+            &[x],
+        )
     }
 
     /// Sum over axes.
     ///
     /// # Errors
     /// Bad axis.
-    pub fn reduce_sum(&mut self, x: ValueId, axes: &[i64], keepdims: bool) -> Result<ValueId, GraphError> {
-        self.op1(Op::ReduceSum { axes: axes.to_vec(), keepdims }, &[x])
+    pub fn reduce_sum(
+        &mut self,
+        x: ValueId,
+        axes: &[i64],
+        keepdims: bool,
+    ) -> Result<ValueId, GraphError> {
+        self.op1(
+            Op::ReduceSum {
+                axes: axes.to_vec(),
+                keepdims,
+            },
+            &[x],
+        )
     }
 
     /// Mean over axes.
     ///
     /// # Errors
     /// Bad axis.
-    pub fn reduce_mean(&mut self, x: ValueId, axes: &[i64], keepdims: bool) -> Result<ValueId, GraphError> {
-        self.op1(Op::ReduceMean { axes: axes.to_vec(), keepdims }, &[x])
+    pub fn reduce_mean(
+        &mut self,
+        x: ValueId,
+        axes: &[i64],
+        keepdims: bool,
+    ) -> Result<ValueId, GraphError> {
+        self.op1(
+            Op::ReduceMean {
+                axes: axes.to_vec(),
+                keepdims,
+            },
+            &[x],
+        )
     }
 
     /// Unary op helper.

@@ -57,7 +57,11 @@ pub enum Op {
     /// Axis permutation.
     Transpose { perm: Vec<usize> },
     /// Strided slice on the given axes (ONNX semantics, steps of 1).
-    Slice { starts: Vec<i64>, ends: Vec<i64>, axes: Vec<i64> },
+    Slice {
+        starts: Vec<i64>,
+        ends: Vec<i64>,
+        axes: Vec<i64>,
+    },
     /// Concatenation along an axis.
     Concat { axis: i64 },
     /// Split along an axis into parts of the given sizes (one output each).
@@ -81,7 +85,12 @@ pub enum Op {
     /// Batched matrix product with broadcasting.
     MatMul,
     /// `alpha·op(A)·op(B) + beta·C` on 2-D operands; `C` optional.
-    Gemm { trans_a: bool, trans_b: bool, alpha: f32, beta: f32 },
+    Gemm {
+        trans_a: bool,
+        trans_b: bool,
+        alpha: f32,
+        beta: f32,
+    },
     /// Softmax along an axis.
     Softmax { axis: i64 },
     /// Log-softmax along an axis.
@@ -138,6 +147,9 @@ impl Op {
 
     /// Whether the op is an elementwise binary op with numpy broadcasting.
     pub fn is_elementwise_binary(&self) -> bool {
-        matches!(self, Op::Add | Op::Sub | Op::Mul | Op::Div | Op::Pow | Op::Max | Op::Greater)
+        matches!(
+            self,
+            Op::Add | Op::Sub | Op::Mul | Op::Div | Op::Pow | Op::Max | Op::Greater
+        )
     }
 }

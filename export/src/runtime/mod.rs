@@ -5,9 +5,9 @@ use std::path::Path;
 use std::str::FromStr;
 
 #[cfg(feature = "ort")]
-pub mod ort_env;
-#[cfg(feature = "ort")]
 mod ort_encoder;
+#[cfg(feature = "ort")]
+pub mod ort_env;
 mod tract_encoder;
 
 #[cfg(feature = "ort")]
@@ -83,13 +83,18 @@ pub trait Embed {
 /// [`RuntimeError`] when the file is unreadable, the model is rejected, or (for `ort`) ONNX
 /// Runtime cannot be provisioned or the crate was built without the `ort` feature.
 pub fn open_encoder(path: &Path, runtime: Runtime) -> Result<Box<dyn Embed + Send>, RuntimeError> {
-    let bytes = std::fs::read(path).map_err(|source| RuntimeError::Io { path: path.display().to_string(), source })?;
+    let bytes = std::fs::read(path).map_err(|source| RuntimeError::Io {
+        path: path.display().to_string(),
+        source,
+    })?;
     match runtime {
         Runtime::Tract => Ok(Box::new(TractEncoder::from_bytes(&bytes)?)),
         #[cfg(feature = "ort")]
         Runtime::Ort => Ok(Box::new(OrtEncoder::from_bytes(&bytes)?)),
         #[cfg(not(feature = "ort"))]
-        Runtime::Ort => Err(RuntimeError::Setup("this build has no ONNX Runtime support (feature `ort`)".into())),
+        Runtime::Ort => Err(RuntimeError::Setup(
+            "this build has no ONNX Runtime support (feature `ort`)".into(),
+        )),
     }
 }
 
@@ -97,7 +102,10 @@ pub fn open_encoder(path: &Path, runtime: Runtime) -> Result<Box<dyn Embed + Sen
 fn check_batch(images: &ArrayView4<'_, f32>, img: usize) -> Result<(), RuntimeError> {
     let s = images.shape();
     if s[1] != 3 || s[2] != img || s[3] != img || s[0] == 0 {
-        return Err(RuntimeError::BadInput { got: s.to_vec(), img });
+        return Err(RuntimeError::BadInput {
+            got: s.to_vec(),
+            img,
+        });
     }
     Ok(())
 }

@@ -1,8 +1,8 @@
 //! Encoder inference with ONNX Runtime (CPU execution provider).
 
-use super::{check_batch, ort_env, Embed, RuntimeError};
+use super::{Embed, RuntimeError, check_batch, ort_env};
 use ndarray::{Array2, ArrayView4, Ix2};
-use ort::session::{builder::GraphOptimizationLevel, Session};
+use ort::session::{Session, builder::GraphOptimizationLevel};
 use ort::value::TensorRef;
 
 /// An ONNX Runtime-backed encoder.
@@ -12,7 +12,10 @@ pub struct OrtEncoder {
 }
 
 fn backend(e: impl std::fmt::Display) -> RuntimeError {
-    RuntimeError::Backend { runtime: "ort", message: e.to_string() }
+    RuntimeError::Backend {
+        runtime: "ort",
+        message: e.to_string(),
+    }
 }
 
 impl OrtEncoder {
@@ -36,7 +39,10 @@ impl OrtEncoder {
             .and_then(|s| s.get(3).copied())
             .filter(|&d| d > 0)
             .ok_or_else(|| backend("the model's input is not [batch, 3, H, W] with a fixed H"))?;
-        Ok(OrtEncoder { session, img: img as usize })
+        Ok(OrtEncoder {
+            session,
+            img: img as usize,
+        })
     }
 }
 
@@ -47,7 +53,9 @@ impl Embed for OrtEncoder {
         let input = TensorRef::from_array_view(std.view()).map_err(backend)?;
         let outputs = self.session.run(ort::inputs![input]).map_err(backend)?;
         let arr = outputs[0].try_extract_array::<f32>().map_err(backend)?;
-        arr.into_dimensionality::<Ix2>().map(|a| a.to_owned()).map_err(backend)
+        arr.into_dimensionality::<Ix2>()
+            .map(|a| a.to_owned())
+            .map_err(backend)
     }
 
     fn image_size(&self) -> usize {

@@ -24,12 +24,18 @@ pub fn cache_dir() -> PathBuf {
     if let Some(p) = std::env::var_os("XDG_CACHE_HOME") {
         return PathBuf::from(p).join("patchmix");
     }
-    let home = std::env::var_os("HOME").map(PathBuf::from).unwrap_or_else(std::env::temp_dir);
+    let home = std::env::var_os("HOME")
+        .map(PathBuf::from)
+        .unwrap_or_else(std::env::temp_dir);
     home.join(".cache").join("patchmix")
 }
 
 fn python() -> &'static str {
-    if Command::new("python3").arg("--version").output().is_ok() { "python3" } else { "python" }
+    if Command::new("python3").arg("--version").output().is_ok() {
+        "python3"
+    } else {
+        "python"
+    }
 }
 
 fn from_python_package() -> Option<PathBuf> {
@@ -52,9 +58,15 @@ fn from_python_package() -> Option<PathBuf> {
     if (major, minor) < (1, 31) {
         return None;
     }
-    std::fs::read_dir(&capi).ok()?.filter_map(|e| e.ok()).map(|e| e.path()).find(|p| {
-        p.file_name().and_then(|n| n.to_str()).is_some_and(|n| n.starts_with("libonnxruntime.so.1"))
-    })
+    std::fs::read_dir(&capi)
+        .ok()?
+        .filter_map(|e| e.ok())
+        .map(|e| e.path())
+        .find(|p| {
+            p.file_name()
+                .and_then(|n| n.to_str())
+                .is_some_and(|n| n.starts_with("libonnxruntime.so.1"))
+        })
 }
 
 /// Fetches the wheel of `package==ORT_VERSION` with pip into `dir` and extracts `member`s.
@@ -62,7 +74,8 @@ fn from_python_package() -> Option<PathBuf> {
 /// # Errors
 /// A message saying what failed and how to provide the library by hand.
 pub fn fetch_wheel_library(package: &str, dir: &Path, members: &[&str]) -> Result<(), String> {
-    std::fs::create_dir_all(dir).map_err(|e| format!("cannot create cache directory {}: {e}", dir.display()))?;
+    std::fs::create_dir_all(dir)
+        .map_err(|e| format!("cannot create cache directory {}: {e}", dir.display()))?;
     eprintln!(
         "patchmix: ONNX Runtime not found; fetching the {package}=={ORT_VERSION} wheel with pip into {} (set ORT_DYLIB_PATH to skip this)",
         dir.display()
@@ -93,7 +106,10 @@ pub fn fetch_wheel_library(package: &str, dir: &Path, members: &[&str]) -> Resul
         .status()
         .map_err(|e| format!("cannot run python to unpack the wheel: {e}"))?;
     if !status.success() {
-        return Err(format!("could not extract {members:?} from the {package} wheel in {}", wheels.display()));
+        return Err(format!(
+            "could not extract {members:?} from the {package} wheel in {}",
+            wheels.display()
+        ));
     }
     Ok(())
 }
@@ -108,7 +124,10 @@ pub fn locate_ort_library() -> Result<PathBuf, String> {
         return if p.is_file() {
             Ok(p)
         } else {
-            Err(format!("ORT_DYLIB_PATH is set to {}, which is not a file", p.display()))
+            Err(format!(
+                "ORT_DYLIB_PATH is set to {}, which is not a file",
+                p.display()
+            ))
         };
     }
     if let Some(p) = from_python_package() {
@@ -119,8 +138,16 @@ pub fn locate_ort_library() -> Result<PathBuf, String> {
     if lib.is_file() {
         return Ok(lib);
     }
-    fetch_wheel_library("onnxruntime", &dir, &[LIB_NAME, "libonnxruntime_providers_shared.so"])?;
-    if lib.is_file() { Ok(lib) } else { Err(format!("{} is missing after extraction", lib.display())) }
+    fetch_wheel_library(
+        "onnxruntime",
+        &dir,
+        &[LIB_NAME, "libonnxruntime_providers_shared.so"],
+    )?;
+    if lib.is_file() {
+        Ok(lib)
+    } else {
+        Err(format!("{} is missing after extraction", lib.display()))
+    }
 }
 
 static ORT: OnceLock<Result<(PathBuf, ort::environment::Environment), String>> = OnceLock::new();
@@ -133,7 +160,8 @@ static ORT: OnceLock<Result<(PathBuf, ort::environment::Environment), String>> =
 pub fn ensure_ort() -> Result<(PathBuf, ort::environment::Environment), String> {
     ORT.get_or_init(|| {
         let lib = locate_ort_library()?;
-        let builder = ort::init_from(&lib).map_err(|e| format!("cannot load ONNX Runtime from {}: {e}", lib.display()))?;
+        let builder = ort::init_from(&lib)
+            .map_err(|e| format!("cannot load ONNX Runtime from {}: {e}", lib.display()))?;
         let env = builder
             .with_name("patchmix")
             .build()

@@ -1,6 +1,6 @@
 //! Encoder inference with tract. Plans are optimised per batch size and cached.
 
-use super::{check_batch, Embed, RuntimeError};
+use super::{Embed, RuntimeError, check_batch};
 use ndarray::{Array2, ArrayView4, Ix2};
 use std::collections::HashMap;
 use tract_onnx::prelude::*;
@@ -15,7 +15,10 @@ pub struct TractEncoder {
 }
 
 fn backend(e: impl std::fmt::Display) -> RuntimeError {
-    RuntimeError::Backend { runtime: "tract", message: format!("{e:#}") }
+    RuntimeError::Backend {
+        runtime: "tract",
+        message: format!("{e:#}"),
+    }
 }
 
 impl TractEncoder {
@@ -24,7 +27,9 @@ impl TractEncoder {
     /// # Errors
     /// [`RuntimeError::Backend`] if tract rejects the model.
     pub fn from_bytes(bytes: &[u8]) -> Result<TractEncoder, RuntimeError> {
-        let model = tract_onnx::onnx().model_for_read(&mut std::io::Cursor::new(bytes)).map_err(backend)?;
+        let model = tract_onnx::onnx()
+            .model_for_read(&mut std::io::Cursor::new(bytes))
+            .map_err(backend)?;
         let fact = model.input_fact(0).map_err(backend)?;
         let img = fact
             .shape
@@ -33,7 +38,11 @@ impl TractEncoder {
             .and_then(|d| tract_onnx::tract_hir::infer::Factoid::concretize(d))
             .and_then(|d| d.to_i64().ok().and_then(|v| usize::try_from(v).ok()))
             .ok_or_else(|| backend("the model's input is not [batch, 3, H, W] with a fixed H"))?;
-        Ok(TractEncoder { model, img, plans: HashMap::new() })
+        Ok(TractEncoder {
+            model,
+            img,
+            plans: HashMap::new(),
+        })
     }
 
     fn plan(&mut self, batch: usize) -> Result<&Plan, RuntimeError> {
@@ -59,7 +68,9 @@ impl Embed for TractEncoder {
         let plan = self.plan(batch)?;
         let out = plan.run(tvec!(input.into())).map_err(backend)?;
         let arr = out[0].to_plain_array_view::<f32>().map_err(backend)?;
-        arr.into_dimensionality::<Ix2>().map(|a| a.to_owned()).map_err(backend)
+        arr.into_dimensionality::<Ix2>()
+            .map(|a| a.to_owned())
+            .map_err(backend)
     }
 
     fn image_size(&self) -> usize {

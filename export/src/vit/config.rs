@@ -46,7 +46,13 @@ impl VitPreset {
     /// As [`VitConfig::validate`].
     pub fn config(self, img: usize, patch: usize) -> Result<VitConfig, String> {
         let (dim, depth, heads) = self.dims();
-        let c = VitConfig { img, patch, dim, depth, heads };
+        let c = VitConfig {
+            img,
+            patch,
+            dim,
+            depth,
+            heads,
+        };
         c.validate()?;
         Ok(c)
     }
@@ -59,7 +65,9 @@ impl FromStr for VitPreset {
             "vit-tiny" | "tiny" => Ok(VitPreset::Tiny),
             "vit-small" | "small" => Ok(VitPreset::Small),
             "vit-base" | "base" => Ok(VitPreset::Base),
-            other => Err(format!("unknown preset `{other}`: expected vit-tiny, vit-small or vit-base")),
+            other => Err(format!(
+                "unknown preset `{other}`: expected vit-tiny, vit-small or vit-base"
+            )),
         }
     }
 }
@@ -81,10 +89,16 @@ impl VitConfig {
     /// A message naming the parameter that does not fit.
     pub fn validate(&self) -> Result<(), String> {
         if self.patch == 0 || self.img == 0 || self.img % self.patch != 0 {
-            return Err(format!("patch size {} does not divide image size {}", self.patch, self.img));
+            return Err(format!(
+                "patch size {} does not divide image size {}",
+                self.patch, self.img
+            ));
         }
         if self.dim == 0 || self.depth == 0 || self.heads == 0 || self.dim % self.heads != 0 {
-            return Err(format!("heads {} must divide dim {} (both > 0), depth {} > 0", self.heads, self.dim, self.depth));
+            return Err(format!(
+                "heads {} must divide dim {} (both > 0), depth {} > 0",
+                self.heads, self.dim, self.depth
+            ));
         }
         Ok(())
     }
@@ -135,6 +149,9 @@ impl VitConfig {
 
     /// The number of scalar parameters.
     pub fn num_params(&self) -> usize {
-        self.param_specs().iter().map(|(_, s)| s.iter().product::<usize>()).sum()
+        self.param_specs()
+            .iter()
+            .map(|(_, s)| s.iter().product::<usize>())
+            .sum()
     }
 }

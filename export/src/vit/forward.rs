@@ -31,15 +31,32 @@ pub struct EncoderOutputs {
 }
 
 fn param(params: &BTreeMap<String, ValueId>, name: &str) -> Result<ValueId, GraphError> {
-    params.get(name).copied().ok_or_else(|| GraphError::Shape(format!("missing encoder parameter `{name}`")))
+    params
+        .get(name)
+        .copied()
+        .ok_or_else(|| GraphError::Shape(format!("missing encoder parameter `{name}`")))
 }
 
 /// LayerNorm over the last axis with timm's eps 1e-6.
 ///
 /// # Errors
 /// Shape mismatch.
-pub fn layer_norm(g: &mut Graph, x: ValueId, w: ValueId, b: ValueId, eps: f32, training: bool) -> Result<ValueId, GraphError> {
-    let outs = g.node(Op::LayerNorm { axis: -1, epsilon: eps }, &[x, w, b], if training { 3 } else { 1 })?;
+pub fn layer_norm(
+    g: &mut Graph,
+    x: ValueId,
+    w: ValueId,
+    b: ValueId,
+    eps: f32,
+    training: bool,
+) -> Result<ValueId, GraphError> {
+    let outs = g.node(
+        Op::LayerNorm {
+            axis: -1,
+            epsilon: eps,
+        },
+        &[x, w, b],
+        if training { 3 } else { 1 },
+    )?;
     Ok(outs[0])
 }
 
@@ -55,13 +72,22 @@ pub fn encoder_forward(
     x: ValueId,
     opts: &ForwardOptions,
 ) -> Result<EncoderOutputs, GraphError> {
-    let (d, p, grid, t) = (cfg.dim as i64, cfg.patch as i64, cfg.grid() as i64, cfg.tokens() as i64);
+    let (d, p, grid, t) = (
+        cfg.dim as i64,
+        cfg.patch as i64,
+        cfg.grid() as i64,
+        cfg.tokens() as i64,
+    );
     let n = t + 1;
     let heads = cfg.heads as i64;
     let dh = d / heads;
     if let Some(masks) = &opts.drop_path {
         if masks.len() != 2 * cfg.depth {
-            return Err(GraphError::Shape(format!("{} drop-path masks for depth {}", masks.len(), cfg.depth)));
+            return Err(GraphError::Shape(format!(
+                "{} drop-path masks for depth {}",
+                masks.len(),
+                cfg.depth
+            )));
         }
     }
     let p_ = |name: &str| param(params, name);
@@ -75,8 +101,19 @@ pub fn encoder_forward(
         let tok = g.linear(patches, w, Some(p_("patch_embed.proj.bias")?))?;
         let tok3 = g.reshape(tok, &[-1, t, d])?;
         // Prepend a zero slot for the CLS token, then add [cls; 0] + pos_embed.
-        let padded = g.op1(Op::Pad { pads: vec![0, 1, 0, 0, 0, 0] }, &[tok3])?;
-        let zeros = g.op1(Op::Zeros { shape: vec![1, t, d], dtype: g.dtype(tok3) }, &[])?;
+        let padded = g.op1(
+            Op::Pad {
+                pads: vec![0, 1, 0, 0, 0, 0],
+            },
+            &[tok3],
+        )?;
+        let zeros = g.op1(
+            Op::Zeros {
+                shape: vec![1, t, d],
+                dtype: g.dtype(tok3),
+            },
+            &[],
+        )?;
         let cls_row = g.op1(Op::Concat { axis: 1 }, &[p_("cls_token")?, zeros])?;
         let table = g.add(cls_row, p_("pos_embed")?)?;
         let h3 = g.add(padded, table)?;
@@ -88,10 +125,24 @@ pub fn encoder_forward(
         let bp = |s: &str| p_(&format!("blocks.{i}.{s}"));
         h = g.scoped(&format!("blocks.{i}"), |g| -> Result<ValueId, GraphError> {
             // Attention.
-            let y = layer_norm(g, h, bp("norm1.weight")?, bp("norm1.bias")?, 1e-6, opts.training)?;
+            let y = layer_norm(
+                g,
+                h,
+                bp("norm1.weight")?,
+                bp("norm1.bias")?,
+                1e-6,
+                opts.training,
+            )?;
             let a = g.scoped("attn", |g| -> Result<ValueId, GraphError> {
                 let qkv = g.linear(y, bp("attn.qkv.weight")?, Some(bp("attn.qkv.bias")?))?;
-                let parts = g.node(Op::Split { axis: 1, sizes: vec![d, d, d] }, &[qkv], 3)?;
+                let parts = g.node(
+                    Op::Split {
+                        axis: 1,
+                        sizes: vec![d, d, d],
+                    },
+                    &[qkv],
+                    3,
+                )?;
                 let q4 = g.reshape(parts[0], &[-1, n, heads, dh])?;
                 let k4 = g.reshape(parts[1], &[-1, n, heads, dh])?;
                 let v4 = g.reshape(parts[2], &[-1, n, heads, dh])?;
@@ -116,7 +167,14 @@ pub fn encoder_forward(
             };
             let h1 = g.add(h, a)?;
             // MLP.
-            let y = layer_norm(g, h1, bp("norm2.weight")?, bp("norm2.bias")?, 1e-6, opts.training)?;
+            let y = layer_norm(
+                g,
+                h1,
+                bp("norm2.weight")?,
+                bp("norm2.bias")?,
+                1e-6,
+                opts.training,
+            )?;
             let f = g.scoped("mlp", |g| -> Result<ValueId, GraphError> {
                 let u = g.linear(y, bp("mlp.fc1.weight")?, Some(bp("mlp.fc1.bias")?))?;
                 let u = g.unary(Op::Gelu, u)?;
@@ -139,17 +197,44 @@ pub fn encoder_forward(
         if opts.tokens {
             let y = layer_norm(g, h, w, b, 1e-6, opts.training)?;
             let y3 = g.reshape(y, &[-1, n, d])?;
-            let cls = g.op1(Op::Slice { starts: vec![0], ends: vec![1], axes: vec![1] }, &[y3])?;
+            let cls = g.op1(
+                Op::Slice {
+                    starts: vec![0],
+                    ends: vec![1],
+                    axes: vec![1],
+                },
+                &[y3],
+            )?;
             let cls = g.reshape(cls, &[-1, d])?;
-            let tok = g.op1(Op::Slice { starts: vec![1], ends: vec![n], axes: vec![1] }, &[y3])?;
-            Ok(EncoderOutputs { cls, tokens: Some(tok) })
+            let tok = g.op1(
+                Op::Slice {
+                    starts: vec![1],
+                    ends: vec![n],
+                    axes: vec![1],
+                },
+                &[y3],
+            )?;
+            Ok(EncoderOutputs {
+                cls,
+                tokens: Some(tok),
+            })
         } else {
             // LayerNorm is per token, so normalising only the CLS rows gives the same CLS output.
             let h3 = g.reshape(h, &[-1, n, d])?;
-            let cls = g.op1(Op::Slice { starts: vec![0], ends: vec![1], axes: vec![1] }, &[h3])?;
+            let cls = g.op1(
+                Op::Slice {
+                    starts: vec![0],
+                    ends: vec![1],
+                    axes: vec![1],
+                },
+                &[h3],
+            )?;
             let cls = g.reshape(cls, &[-1, d])?;
             let y = layer_norm(g, cls, w, b, 1e-6, opts.training)?;
-            Ok(EncoderOutputs { cls: y, tokens: None })
+            Ok(EncoderOutputs {
+                cls: y,
+                tokens: None,
+            })
         }
     })
 }
@@ -192,7 +277,10 @@ pub fn encoder_graph(
         match weights.get(&name) {
             None => return Err(GraphError::Shape(format!("missing weight `{name}`"))),
             Some(a) if a.shape() != shape.as_slice() => {
-                return Err(GraphError::Shape(format!("weight `{name}` has shape {:?}, expected {shape:?}", a.shape())));
+                return Err(GraphError::Shape(format!(
+                    "weight `{name}` has shape {:?}, expected {shape:?}",
+                    a.shape()
+                )));
             }
             Some(_) => {}
         }
@@ -206,7 +294,16 @@ pub fn encoder_graph(
     ]);
     let x = g.input("images", DType::F32, shape);
     let params = add_initializers(&mut g, weights);
-    let out = encoder_forward(&mut g, cfg, &params, x, &ForwardOptions { tokens, ..Default::default() })?;
+    let out = encoder_forward(
+        &mut g,
+        cfg,
+        &params,
+        x,
+        &ForwardOptions {
+            tokens,
+            ..Default::default()
+        },
+    )?;
     g.output(out.cls, "features");
     if let Some(t) = out.tokens {
         g.output(t, "tokens");

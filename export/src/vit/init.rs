@@ -19,16 +19,20 @@ pub fn normal(rng: &mut ChaCha8Rng) -> f64 {
 
 /// `n` draws of U(−bound, bound).
 pub fn uniform(rng: &mut ChaCha8Rng, n: usize, bound: f64) -> Vec<f32> {
-    (0..n).map(|_| rng.random_range(-bound..bound) as f32).collect()
+    (0..n)
+        .map(|_| rng.random_range(-bound..bound) as f32)
+        .collect()
 }
 
 /// `n` draws of N(0, std²) truncated to [lo, hi] (absolute bounds, as timm's `trunc_normal_`).
 pub fn trunc_normal(rng: &mut ChaCha8Rng, n: usize, std: f64, lo: f64, hi: f64) -> Vec<f32> {
     (0..n)
-        .map(|_| loop {
-            let x = normal(rng) * std;
-            if (lo..=hi).contains(&x) {
-                break x as f32;
+        .map(|_| {
+            loop {
+                let x = normal(rng) * std;
+                if (lo..=hi).contains(&x) {
+                    break x as f32;
+                }
             }
         })
         .collect()

@@ -6,5 +6,7 @@ mod forward;
 mod init;
 
 pub use config::{VitConfig, VitPreset};
-pub use forward::{add_initializers, encoder_forward, encoder_graph, layer_norm, EncoderOutputs, ForwardOptions};
+pub use forward::{
+    EncoderOutputs, ForwardOptions, add_initializers, encoder_forward, encoder_graph, layer_norm,
+};
 pub use init::{init_weights, normal, trunc_normal, uniform};

@@ -2,7 +2,7 @@
 
 use anyhow::Result;
 
-use super::bench_embed;
+use super::{bench_embed, bench_step};
 
 /// Arguments of `patchmix bench`.
 #[derive(clap::Args, Debug)]
@@ -17,6 +17,9 @@ pub struct Args {
 pub enum BenchCommand {
     /// Encoder inference throughput (tract and ONNX Runtime side by side) and kNN search time.
     Embed(bench_embed::Args),
+    /// Training-step throughput of the compiled step in ONNX Runtime (img/s, node counts,
+    /// optimisation levels side by side, per-op profile).
+    Step(bench_step::Args),
 }
 
 /// Runs `patchmix bench <workload>`.
@@ -26,5 +29,6 @@ pub enum BenchCommand {
 pub fn run(args: Args) -> Result<()> {
     match args.command {
         BenchCommand::Embed(a) => bench_embed::run(a),
+        BenchCommand::Step(a) => bench_step::run(a),
     }
 }

@@ -4,10 +4,23 @@
 use clap::{Parser, Subcommand};
 use std::process::ExitCode;
 
+mod bench;
+mod bench_embed;
+mod bench_step;
+mod embed;
+mod export;
+mod knn;
+mod linear;
 mod mix_plan;
+mod plot;
+mod pretrain;
 
 #[derive(Parser, Debug)]
-#[command(name = "patchmix", version, about = "PatchMix contrastive pretraining through ONNX Runtime")]
+#[command(
+    name = "patchmix",
+    version,
+    about = "PatchMix contrastive pretraining through ONNX Runtime"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -17,6 +30,20 @@ struct Cli {
 enum Command {
     /// Print a PatchMix plan (permutation, gather indices, soft targets) as JSON or a picture.
     MixPlan(mix_plan::Args),
+    /// Write a ViT encoder (safetensors weights or random init) as an ONNX model.
+    Export(export::Args),
+    /// Run an ONNX encoder over a dataset and write L2-normalised features and labels.
+    Embed(embed::Args),
+    /// Weighted kNN top-1/top-5 of a test split against a train split (DINO protocol).
+    Knn(knn::Args),
+    /// Pretrain a ViT with PatchMix through ONNX Runtime (preset `demo` by default).
+    Pretrain(pretrain::Args),
+    /// Performance measurements (encoder inference, kNN search).
+    Bench(bench::Args),
+    /// Draw a pretraining run's curves (losses, kNN accuracy, schedules) as PNG files.
+    Plot(plot::Args),
+    /// Linear-probe accuracy of a frozen ONNX encoder (MoCo v3 linear evaluation protocol).
+    Linear(linear::Args),
 }
 
 /// Parses the command line, runs the subcommand and turns any error into a one-line message.
@@ -24,6 +51,13 @@ pub fn main() -> ExitCode {
     let cli = Cli::parse();
     let result: anyhow::Result<()> = match cli.command {
         Command::MixPlan(a) => mix_plan::run(a),
+        Command::Export(a) => export::run(a),
+        Command::Embed(a) => embed::run(a),
+        Command::Knn(a) => knn::run(a),
+        Command::Bench(a) => bench::run(a),
+        Command::Pretrain(a) => pretrain::run(a),
+        Command::Plot(a) => plot::run(a),
+        Command::Linear(a) => linear::run(a),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -1,0 +1,259 @@
+//! `patchmix bench step`: training throughput of the compiled step in ORT (CPU), with node
+//! counts, ORT graph-optimisation levels side by side, and an optional per-op profile.
+
+use patchmix_export::vit::VitConfig;
+use patchmix_train::session::{SessionOptions, StepInputs, StepSession};
+use patchmix_train::step::{Frame, StepConfig, build_step, init_state, prepare_batch};
+use rand::{RngExt, SeedableRng};
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::time::Instant;
+
+/// Measure training-step throughput.
+#[derive(clap::Args, Debug)]
+pub struct Args {
+    /// `small` (img 32, patch 4, D 64, depth 4, heads 4, h 512, o 128, batch 64, m 2) or
+    /// `vit-t4` (D 192, depth 12, heads 3, h 4096, o 256, batch 64).
+    #[arg(long, default_value = "small")]
+    pub config: String,
+    /// Batch size override.
+    #[arg(long)]
+    pub batch: Option<usize>,
+    /// Measured steps (after 2 warm-up steps).
+    #[arg(long, default_value_t = 5)]
+    pub steps: usize,
+    /// ORT graph optimisation levels to compare, e.g. `1,2,3`.
+    #[arg(long, default_value = "1")]
+    pub opt_levels: String,
+    /// ORT intra-op threads (default: one per core).
+    #[arg(long)]
+    pub threads: Option<usize>,
+    /// Drop-path rate (the reference PyTorch script has none).
+    #[arg(long, default_value_t = 0.0)]
+    pub drop_path: f32,
+    /// Write an ORT profile to this path prefix and print the time per op type.
+    #[arg(long)]
+    pub profile: Option<PathBuf>,
+    /// Use the momentum frame.
+    #[arg(long)]
+    pub momentum: bool,
+}
+
+fn config(a: &Args) -> anyhow::Result<StepConfig> {
+    let frame = if a.momentum {
+        Frame::Momentum
+    } else {
+        Frame::NoMomentum
+    };
+    let mut c = match a.config.as_str() {
+        "small" => StepConfig {
+            vit: VitConfig {
+                img: 32,
+                patch: 4,
+                dim: 64,
+                depth: 4,
+                heads: 4,
+            },
+            hidden: 512,
+            out: 128,
+            batch: 64,
+            mix: 2,
+            frame,
+            drop_path: a.drop_path,
+        },
+        "vit-t4" => StepConfig {
+            vit: VitConfig {
+                img: 32,
+                patch: 4,
+                dim: 192,
+                depth: 12,
+                heads: 3,
+            },
+            hidden: 4096,
+            out: 256,
+            batch: 64,
+            mix: 2,
+            frame,
+            drop_path: a.drop_path,
+        },
+        "vit-t2" => StepConfig {
+            vit: VitConfig {
+                img: 32,
+                patch: 2,
+                dim: 192,
+                depth: 12,
+                heads: 3,
+            },
+            hidden: 4096,
+            out: 256,
+            batch: 512,
+            mix: 2,
+            frame,
+            drop_path: a.drop_path,
+        },
+        o => anyhow::bail!("unknown bench config `{o}`: expected small, vit-t4 or vit-t2"),
+    };
+    if let Some(b) = a.batch {
+        c.batch = b;
+    }
+    c.validate().map_err(anyhow::Error::msg)?;
+    Ok(c)
+}
+
+/// Sums an ORT profile's node durations by op type (microseconds) and returns the top ones.
+fn profile_by_op(path: &std::path::Path) -> anyhow::Result<Vec<(String, f64, usize)>> {
+    let text = std::fs::read_to_string(path)?;
+    let events: Vec<serde_json::Value> = serde_json::from_str(&text)?;
+    let mut by: BTreeMap<String, (f64, usize)> = BTreeMap::new();
+    for e in events {
+        if e.get("cat").and_then(|c| c.as_str()) != Some("Node") {
+            continue;
+        }
+        let name = e.get("name").and_then(|n| n.as_str()).unwrap_or("");
+        if !name.ends_with("_kernel_time") {
+            continue;
+        }
+        let op = e
+            .pointer("/args/op_name")
+            .and_then(|o| o.as_str())
+            .unwrap_or("?")
+            .to_string();
+        let dur = e.get("dur").and_then(|d| d.as_f64()).unwrap_or(0.0);
+        let ent = by.entry(op).or_insert((0.0, 0));
+        ent.0 += dur;
+        ent.1 += 1;
+    }
+    let mut v: Vec<(String, f64, usize)> = by.into_iter().map(|(k, (d, n))| (k, d, n)).collect();
+    v.sort_by(|a, b| b.1.total_cmp(&a.1));
+    Ok(v)
+}
+
+/// Runs the benchmark.
+///
+/// # Errors
+/// Bad flags or engine errors.
+pub fn run(a: Args) -> anyhow::Result<()> {
+    let cfg = config(&a)?;
+    let step = build_step(&cfg).map_err(anyhow::Error::msg)?;
+    let hist = step.graph.op_histogram();
+    println!(
+        "config {}: B {} img {} patch {} D {} depth {} heads {} h {} o {} m {} frame {:?}; {} parameters",
+        a.config,
+        cfg.batch,
+        cfg.vit.img,
+        cfg.vit.patch,
+        cfg.vit.dim,
+        cfg.vit.depth,
+        cfg.vit.heads,
+        cfg.hidden,
+        cfg.out,
+        cfg.mix,
+        cfg.frame,
+        step.layout.params.len()
+    );
+    println!(
+        "step graph: {} nodes; by op: {hist:?}",
+        step.graph.nodes.len()
+    );
+    let init = init_state(&cfg, &step.layout, 0);
+    let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(0);
+    let n = cfg.batch * 3 * cfg.vit.img * cfg.vit.img;
+    let batches: Vec<_> = (0..2)
+        .map(|i| {
+            let v1: Vec<f32> = (0..n).map(|_| rng.random_range(-2.0..2.0f32)).collect();
+            let v2: Vec<f32> = (0..n).map(|_| rng.random_range(-2.0..2.0f32)).collect();
+            prepare_batch(&cfg, v1, v2, i, 0.0).map_err(anyhow::Error::msg)
+        })
+        .collect::<Result<_, _>>()?;
+    let levels: Vec<u8> = a
+        .opt_levels
+        .split(',')
+        .map(|s| s.trim().parse())
+        .collect::<Result<_, _>>()?;
+    let mut results = Vec::new();
+    for &level in &levels {
+        let opts = SessionOptions {
+            threads: a.threads,
+            opt_level: level,
+            profile: a.profile.clone(),
+        };
+        let t0 = Instant::now();
+        let mut s = StepSession::new(step.clone(), &opts, &init)?;
+        let build_s = t0.elapsed().as_secs_f64();
+        let mut times = Vec::new();
+        for i in 0..a.steps + 2 {
+            let b = &batches[i % 2];
+            let x = StepInputs {
+                images: [&b.images[0], &b.images[1], &b.images[2], &b.images[3]],
+                targets: [&b.targets[0], &b.targets[1], &b.targets[2]],
+                lr: 1e-4,
+                wd: 0.05,
+                temperature: 0.2,
+                momentum: 0.99,
+                drop_path: b.drop_path.iter().map(|v| v.as_slice()).collect(),
+            };
+            let t = Instant::now();
+            let l = s.run(&x)?;
+            if i >= 2 {
+                times.push(t.elapsed().as_secs_f64());
+            }
+            if !l.total.is_finite() {
+                anyhow::bail!("non-finite loss {l:?}");
+            }
+        }
+        times.sort_by(f64::total_cmp);
+        let med = times[times.len() / 2];
+        let ips = cfg.batch as f64 / med;
+        println!(
+            "ORT opt level {level}: session build {build_s:.1} s, median step {:.1} ms, {ips:.1} img/s",
+            med * 1e3
+        );
+        results.push((level, ips));
+        drop(s);
+    }
+    if let Some(prefix) = &a.profile {
+        let dir = prefix
+            .parent()
+            .filter(|p| !p.as_os_str().is_empty())
+            .unwrap_or(std::path::Path::new("."));
+        let stem = prefix
+            .file_name()
+            .map(|s| s.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        let mut files: Vec<_> = std::fs::read_dir(dir)?
+            .filter_map(|e| e.ok())
+            .map(|e| e.path())
+            .filter(|p| {
+                p.file_name()
+                    .map(|n| {
+                        n.to_string_lossy().starts_with(&stem)
+                            && n.to_string_lossy().ends_with(".json")
+                    })
+                    .unwrap_or(false)
+            })
+            .collect();
+        files.sort();
+        if let Some(f) = files.last() {
+            let ops = profile_by_op(f)?;
+            let total: f64 = ops.iter().map(|o| o.1).sum();
+            println!(
+                "ORT profile {} (all profiled runs): kernel time by op type",
+                f.display()
+            );
+            for (op, d, cnt) in ops.iter().take(15) {
+                println!(
+                    "  {op:<28} {:>8.1} ms  {:>5.1}%  ({cnt} kernel runs)",
+                    d / 1e3,
+                    100.0 * d / total
+                );
+            }
+        }
+    }
+    if results.len() > 1 {
+        let best = results.iter().map(|r| r.1).fold(0.0, f64::max);
+        for (l, ips) in &results {
+            println!("  level {l}: {:.2}× the best", ips / best);
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,136 @@
+//! `patchmix pretrain`: PatchMix pretraining from a preset, a TOML config and flags.
+
+use patchmix_train::pretrain::dump::dump_step;
+use patchmix_train::pretrain::{PretrainConfig, RunOptions, Trainer, run_pretrain};
+use std::path::PathBuf;
+
+/// Pretrain a ViT with PatchMix (see `--preset` for the original recipes).
+#[derive(clap::Args, Debug)]
+pub struct Args {
+    /// A recipe: demo, cifar10-vit-tiny, cifar100-vit-tiny, cifar10-vit-small, cifar10-vit-base,
+    /// imagenet-vit-small, imagenet-vit-base, tiny-test.
+    #[arg(long, default_value = "demo")]
+    pub preset: String,
+    /// A TOML file naming a `preset` and overriding any of its fields (flags override it).
+    #[arg(long)]
+    pub config: Option<PathBuf>,
+    /// Training data: PATH[:train|:test] (MNIST IDX, CIFAR binary, ImageFolder) or synthetic:N.
+    #[arg(long)]
+    pub data: Option<String>,
+    /// Held-out data for the kNN monitor and the final evaluation.
+    #[arg(long)]
+    pub eval_data: Option<String>,
+    /// Run directory.
+    #[arg(long)]
+    pub out: Option<PathBuf>,
+    /// Epochs.
+    #[arg(long)]
+    pub epochs: Option<u64>,
+    /// Images per step.
+    #[arg(long)]
+    pub batch: Option<usize>,
+    /// Run seed.
+    #[arg(long)]
+    pub seed: Option<u64>,
+    /// Stop after this many steps in total (writes a checkpoint there).
+    #[arg(long)]
+    pub max_steps: Option<u64>,
+    /// ORT intra-op threads (0: one per core).
+    #[arg(long)]
+    pub threads: Option<usize>,
+    /// Continue from a checkpoint directory, a run directory, or `auto` (this run's last).
+    #[arg(long)]
+    pub resume: Option<String>,
+    /// Run one step and write before/after state, inputs and losses into this directory.
+    #[arg(long)]
+    pub dump_step: Option<PathBuf>,
+    /// Write an ONNX Runtime profile into the run directory.
+    #[arg(long)]
+    pub profile: bool,
+    /// Execution device: cpu (the only one in this build of the step loop).
+    #[arg(long, default_value = "cpu")]
+    pub device: String,
+    /// Hide the progress bar.
+    #[arg(long)]
+    pub quiet: bool,
+}
+
+/// Resolves the configuration from the preset, the file and the flags.
+///
+/// # Errors
+/// Unknown presets or fields, invalid values.
+pub fn resolve(a: &Args) -> anyhow::Result<PretrainConfig> {
+    let mut c = match &a.config {
+        Some(p) => PretrainConfig::from_toml_file(p).map_err(anyhow::Error::msg)?,
+        None => PretrainConfig::preset(&a.preset).map_err(anyhow::Error::msg)?,
+    };
+    if let Some(v) = &a.data {
+        c.data = v.clone();
+    }
+    if let Some(v) = &a.eval_data {
+        c.eval_data = Some(v.clone());
+    }
+    if let Some(v) = &a.out {
+        c.out_dir = v.clone();
+    }
+    if let Some(v) = a.epochs {
+        c.epochs = v;
+        c.warmup_epochs = c.warmup_epochs.min(v);
+    }
+    if let Some(v) = a.batch {
+        c.batch = v;
+    }
+    if let Some(v) = a.seed {
+        c.seed = v;
+    }
+    if let Some(v) = a.max_steps {
+        c.max_steps = Some(v);
+    }
+    if let Some(v) = a.threads {
+        c.threads = v;
+    }
+    c.validate().map_err(anyhow::Error::msg)?;
+    Ok(c)
+}
+
+/// Runs the subcommand.
+///
+/// # Errors
+/// Any problem as a one-line message.
+pub fn run(a: Args) -> anyhow::Result<()> {
+    if a.device != "cpu" {
+        anyhow::bail!(
+            "--device {}: this build runs the training step on the CPU execution provider only; use --device cpu",
+            a.device
+        );
+    }
+    let cfg = resolve(&a)?;
+    let opts = RunOptions {
+        resume: a.resume.clone(),
+        progress: !a.quiet,
+        profile: a.profile,
+    };
+    if let Some(dir) = &a.dump_step {
+        let mut t = Trainer::new(&cfg, &opts).map_err(anyhow::Error::msg)?;
+        let l = dump_step(&mut t, dir).map_err(anyhow::Error::msg)?;
+        println!(
+            "dumped one step into {}: loss {} (src {}, mix {}, mix2 {})",
+            dir.display(),
+            l.total,
+            l.src,
+            l.mix,
+            l.mix2
+        );
+        return Ok(());
+    }
+    let s = run_pretrain(&cfg, &opts).map_err(anyhow::Error::msg)?;
+    println!(
+        "pretraining finished after {} steps; run directory {}",
+        s.global_step,
+        s.run_dir.display()
+    );
+    if let Some(r) = s.knn {
+        println!("{r}");
+    }
+    Ok(())
+}

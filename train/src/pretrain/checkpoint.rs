@@ -1,0 +1,174 @@
+//! Checkpoints: the whole training state under the original training module's state_dict
+//! names, plus a JSON of progress, written atomically as a directory with a `last` pointer.
+//!
+//! Layout of `RUN/checkpoints/step-00001234/`:
+//! - `state.safetensors`: `base_encoder.*`, `predictor.*`, `momentum_encoder.*` parameters and BN
+//!   buffers (`running_mean`, `running_var`, `num_batches_tracked`), `opt.exp_avg.<name>`,
+//!   `opt.exp_avg_sq.<name>` and `opt.step`;
+//! - `progress.json`: epoch, step within the epoch, global step, the seed (every random draw of
+//!   a run is derived from the seed and the step, so this is the whole RNG state) and the config.
+//!
+//! The directory is written under a temporary name, fsynced, then renamed; `last` is replaced
+//! atomically afterwards, so a crash leaves the previous checkpoint intact and pointed to.
+
+use super::config::PretrainConfig;
+use crate::session::HostState;
+use crate::step::{StateLayout, StepConfig, from_named, to_named};
+use ndarray::ArrayD;
+use patchmix_export::atomic::write_atomic;
+use patchmix_export::weights::{
+    IntStateDict, StateDict, load_safetensors, save_safetensors_with_ints,
+};
+use serde::{Deserialize, Serialize};
+use std::path::{Path, PathBuf};
+
+/// Where a run stands.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Progress {
+    /// The epoch in progress (or the next one when `step_in_epoch` is 0).
+    pub epoch: u64,
+    /// Steps already done in `epoch`.
+    pub step_in_epoch: u64,
+    /// Optimizer steps done in total.
+    pub global_step: u64,
+    /// The run seed.
+    pub seed: u64,
+    /// The resolved configuration.
+    pub config: PretrainConfig,
+}
+
+/// The state_dict of a host state (parameters, buffers, optimizer).
+pub fn state_dict(
+    cfg: &StepConfig,
+    layout: &StateLayout,
+    h: &HostState,
+) -> (StateDict, IntStateDict) {
+    let mut f = to_named(&layout.params, &h.params, "");
+    f.extend(to_named(&layout.momentum, &h.momentum, ""));
+    f.extend(to_named(&layout.buffers, &h.buffers, ""));
+    f.extend(to_named(&layout.params, &h.exp_avg, "opt.exp_avg."));
+    f.extend(to_named(&layout.params, &h.exp_avg_sq, "opt.exp_avg_sq."));
+    let mut ints = IntStateDict::new();
+    for (bn, passes) in layout.bn_passes(cfg) {
+        ints.insert(
+            format!("{bn}.num_batches_tracked"),
+            ArrayD::from_elem(vec![], passes * h.step as i64),
+        );
+    }
+    ints.insert("opt.step".into(), ArrayD::from_elem(vec![], h.step as i64));
+    (f, ints)
+}
+
+/// Rebuilds a host state from a state_dict.
+///
+/// # Errors
+/// A message naming the missing or mis-shaped tensor.
+pub fn host_state(
+    layout: &StateLayout,
+    f: &StateDict,
+    ints: &IntStateDict,
+) -> Result<HostState, String> {
+    let step = ints
+        .get("opt.step")
+        .and_then(|a| a.iter().next().copied())
+        .ok_or("missing `opt.step`")?;
+    Ok(HostState {
+        params: from_named(&layout.params, f, "")?,
+        momentum: from_named(&layout.momentum, f, "")?,
+        buffers: from_named(&layout.buffers, f, "")?,
+        exp_avg: from_named(&layout.params, f, "opt.exp_avg.")?,
+        exp_avg_sq: from_named(&layout.params, f, "opt.exp_avg_sq.")?,
+        step: u64::try_from(step).map_err(|_| "negative `opt.step`")?,
+    })
+}
+
+/// Writes a checkpoint directory and points `last` at it.
+///
+/// # Errors
+/// I/O errors naming the path.
+pub fn write_checkpoint(
+    run_dir: &Path,
+    cfg: &StepConfig,
+    layout: &StateLayout,
+    h: &HostState,
+    progress: &Progress,
+) -> Result<PathBuf, String> {
+    let root = run_dir.join("checkpoints");
+    std::fs::create_dir_all(&root).map_err(|e| format!("cannot create {}: {e}", root.display()))?;
+    let name = format!("step-{:08}", progress.global_step);
+    let final_dir = root.join(&name);
+    let tmp = root.join(format!(".{name}.tmp"));
+    let _ = std::fs::remove_dir_all(&tmp);
+    std::fs::create_dir_all(&tmp).map_err(|e| format!("cannot create {}: {e}", tmp.display()))?;
+    let (f, ints) = state_dict(cfg, layout, h);
+    let mut meta = std::collections::BTreeMap::new();
+    meta.insert(
+        "format".to_string(),
+        "patchmix-rs checkpoint v1".to_string(),
+    );
+    save_safetensors_with_ints(tmp.join("state.safetensors"), &f, &ints, Some(&meta))
+        .map_err(|e| e.to_string())?;
+    let json = serde_json::to_vec_pretty(progress).map_err(|e| e.to_string())?;
+    write_atomic(&tmp.join("progress.json"), &json)
+        .map_err(|e| format!("cannot write progress.json: {e}"))?;
+    let toml_text = toml::to_string(&progress.config).map_err(|e| e.to_string())?;
+    write_atomic(&tmp.join("config.toml"), toml_text.as_bytes())
+        .map_err(|e| format!("cannot write config.toml: {e}"))?;
+    if final_dir.exists() {
+        std::fs::remove_dir_all(&final_dir)
+            .map_err(|e| format!("cannot replace {}: {e}", final_dir.display()))?;
+    }
+    std::fs::rename(&tmp, &final_dir).map_err(|e| {
+        format!(
+            "cannot rename {} to {}: {e}",
+            tmp.display(),
+            final_dir.display()
+        )
+    })?;
+    if let Ok(d) = std::fs::File::open(&root) {
+        let _ = d.sync_all();
+    }
+    write_atomic(&root.join("last"), name.as_bytes())
+        .map_err(|e| format!("cannot update {}/last: {e}", root.display()))?;
+    Ok(final_dir)
+}
+
+/// Resolves `--resume DIR|auto`: a checkpoint directory, a run directory (its `last`), or
+/// `auto` (the run directory's `last`, if any).
+///
+/// # Errors
+/// A message when nothing resumable is found.
+pub fn resolve_resume(arg: &str, run_dir: &Path) -> Result<Option<PathBuf>, String> {
+    let from_run = |run: &Path| -> Option<PathBuf> {
+        let root = run.join("checkpoints");
+        let name = std::fs::read_to_string(root.join("last")).ok()?;
+        let dir = root.join(name.trim());
+        dir.join("progress.json").is_file().then_some(dir)
+    };
+    if arg == "auto" {
+        return Ok(from_run(run_dir));
+    }
+    let p = PathBuf::from(arg);
+    if p.join("progress.json").is_file() {
+        return Ok(Some(p));
+    }
+    from_run(&p).map(Some).ok_or_else(|| {
+        format!("--resume {arg}: no checkpoint there (expected progress.json or checkpoints/last)")
+    })
+}
+
+/// Loads a checkpoint directory.
+///
+/// # Errors
+/// Unreadable or inconsistent files, naming them.
+pub fn read_checkpoint(dir: &Path, layout: &StateLayout) -> Result<(HostState, Progress), String> {
+    let pj = dir.join("progress.json");
+    let text = std::fs::read(&pj).map_err(|e| format!("cannot read {}: {e}", pj.display()))?;
+    let progress: Progress =
+        serde_json::from_slice(&text).map_err(|e| format!("{}: {e}", pj.display()))?;
+    let st = dir.join("state.safetensors");
+    let c = load_safetensors(&st).map_err(|e| e.to_string())?;
+    let h =
+        host_state(layout, &c.tensors, &c.ints).map_err(|e| format!("{}: {e}", st.display()))?;
+    Ok((h, progress))
+}

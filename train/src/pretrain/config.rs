@@ -1,0 +1,364 @@
+//! `patchmix pretrain` configuration: the original recipes as presets, a TOML file, and
+//! command-line overrides, resolved into one [`PretrainConfig`] that is printed at start and
+//! saved with every checkpoint.
+
+use crate::step::{Frame, StepConfig};
+use patchmix_export::vit::{VitConfig, VitPreset};
+use serde::{Deserialize, Serialize};
+use std::path::{Path, PathBuf};
+
+/// A fully resolved pretraining configuration.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PretrainConfig {
+    /// The preset this configuration started from.
+    pub preset: String,
+    /// Training data (`PATH[:train|:test]`, or `synthetic:…`).
+    pub data: String,
+    /// Held-out data for the online kNN monitor and the final evaluation (optional).
+    pub eval_data: Option<String>,
+    /// Architecture preset: vit-tiny, vit-small or vit-base.
+    pub arch: String,
+    /// Input side in pixels.
+    pub img: usize,
+    /// Patch side.
+    pub patch: usize,
+    /// Optional width override (custom architectures).
+    pub dim: Option<usize>,
+    /// Optional depth override.
+    pub depth: Option<usize>,
+    /// Optional head-count override.
+    pub heads: Option<usize>,
+    /// Projector/predictor hidden width.
+    pub hidden: usize,
+    /// Projector/predictor output width.
+    pub out: usize,
+    /// Images per step.
+    pub batch: usize,
+    /// Epochs.
+    pub epochs: u64,
+    /// Learning-rate warm-up epochs.
+    pub warmup_epochs: u64,
+    /// Base learning rate, scaled by batch/256.
+    pub base_lr: f64,
+    /// Final learning rate of the cosine schedule.
+    pub min_lr: f64,
+    /// Initial weight decay.
+    pub weight_decay: f64,
+    /// Final weight decay (cosine).
+    pub weight_decay_end: f64,
+    /// Maximum drop-path rate.
+    pub drop_path: f32,
+    /// Key frame.
+    pub frame: Frame,
+    /// Initial EMA momentum (momentum frame), cosine to 1.
+    pub momentum: f64,
+    /// Loss temperature after warm-up.
+    pub temperature: f64,
+    /// Loss temperature at epoch 0.
+    pub warmup_temperature: f64,
+    /// Temperature warm-up epochs.
+    pub temperature_warmup_epochs: u64,
+    /// PatchMix groups m.
+    pub mix: usize,
+    /// Label smoothing s.
+    pub smoothing: f64,
+    /// RandomResizedCrop minimum scale.
+    pub min_crop: f64,
+    /// Multi-crop: the global crops' minimum scale (`None`: single-crop).
+    pub global_crop: Option<f64>,
+    /// Multi-crop: number of local crops.
+    pub local_crops: usize,
+    /// Multi-crop: local crop side.
+    pub local_size: usize,
+    /// Run seed.
+    pub seed: u64,
+    /// ORT intra-op threads (0: one per core).
+    pub threads: usize,
+    /// Data-loader threads (0: one per core).
+    pub loader_threads: usize,
+    /// Run directory.
+    pub out_dir: PathBuf,
+    /// Checkpoint every N epochs (and at the end).
+    pub checkpoint_every: u64,
+    /// Online kNN every K epochs (0: only at the end).
+    pub knn_every: u64,
+    /// Stop after this many steps in total (tests, demos); `None`: run all epochs.
+    pub max_steps: Option<u64>,
+    /// After training, also report kNN of a random-init encoder and of raw pixels.
+    pub compare_baselines: bool,
+}
+
+/// The names of the built-in presets.
+pub const PRESETS: [&str; 8] = [
+    "demo",
+    "cifar10-vit-tiny",
+    "cifar100-vit-tiny",
+    "cifar10-vit-small",
+    "cifar10-vit-base",
+    "imagenet-vit-small",
+    "imagenet-vit-base",
+    "tiny-test",
+];
+
+fn cifar_tiny(data: &str) -> PretrainConfig {
+    PretrainConfig {
+        preset: String::new(),
+        data: data.into(),
+        eval_data: None,
+        arch: "vit-tiny".into(),
+        img: 32,
+        patch: 2,
+        dim: None,
+        depth: None,
+        heads: None,
+        hidden: 4096,
+        out: 256,
+        batch: 512,
+        epochs: 800,
+        warmup_epochs: 100,
+        base_lr: 2e-3,
+        min_lr: 1e-6,
+        weight_decay: 0.02,
+        weight_decay_end: 0.2,
+        drop_path: 0.1,
+        frame: Frame::NoMomentum,
+        momentum: 0.996,
+        temperature: 0.2,
+        warmup_temperature: 0.2,
+        temperature_warmup_epochs: 30,
+        mix: 2,
+        smoothing: 0.0,
+        min_crop: 0.1,
+        global_crop: None,
+        local_crops: 0,
+        local_size: 96,
+        seed: 0,
+        threads: 0,
+        loader_threads: 0,
+        out_dir: PathBuf::from("runs/patchmix"),
+        checkpoint_every: 10,
+        knn_every: 10,
+        max_steps: None,
+        compare_baselines: false,
+    }
+}
+
+impl PretrainConfig {
+    /// A built-in preset (see [`PRESETS`]).
+    ///
+    /// # Errors
+    /// An unknown name, listing the known ones.
+    pub fn preset(name: &str) -> Result<PretrainConfig, String> {
+        let mut c = match name {
+            "cifar10-vit-tiny" => cifar_tiny("data/cifar-10-batches-bin:train"),
+            "cifar100-vit-tiny" => cifar_tiny("data/cifar-100-binary:train"),
+            "cifar10-vit-small" | "cifar10-vit-base" => {
+                let base = name.ends_with("base");
+                PretrainConfig {
+                    arch: if base { "vit-base" } else { "vit-small" }.into(),
+                    base_lr: if base { 7.5e-4 } else { 5e-4 },
+                    weight_decay: 0.04,
+                    weight_decay_end: 0.4,
+                    frame: Frame::Momentum,
+                    momentum: 0.996,
+                    ..cifar_tiny("data/cifar-10-batches-bin:train")
+                }
+            }
+            "imagenet-vit-small" | "imagenet-vit-base" => {
+                let base = name.ends_with("base");
+                PretrainConfig {
+                    arch: if base { "vit-base" } else { "vit-small" }.into(),
+                    img: 224,
+                    patch: 16,
+                    batch: 1024,
+                    epochs: 300,
+                    warmup_epochs: 10,
+                    base_lr: if base { 7.5e-4 } else { 5e-4 },
+                    weight_decay: 0.04,
+                    weight_decay_end: 0.4,
+                    frame: Frame::Momentum,
+                    min_crop: 0.05,
+                    global_crop: Some(0.35),
+                    local_crops: 8,
+                    local_size: 96,
+                    ..cifar_tiny("data/imagenet:train")
+                }
+            }
+            "demo" => PretrainConfig {
+                data: "data/mnist10k:train".into(),
+                eval_data: Some("data/mnist10k:test".into()),
+                img: 28,
+                patch: 4,
+                dim: Some(64),
+                depth: Some(4),
+                heads: Some(4),
+                hidden: 512,
+                out: 128,
+                batch: 64,
+                epochs: 4,
+                warmup_epochs: 1,
+                temperature_warmup_epochs: 0,
+                min_crop: 0.3,
+                drop_path: 0.0,
+                out_dir: PathBuf::from("runs/demo"),
+                checkpoint_every: 1,
+                knn_every: 2,
+                compare_baselines: true,
+                ..cifar_tiny("data/mnist10k:train")
+            },
+            "tiny-test" => PretrainConfig {
+                data: "synthetic:64".into(),
+                img: 8,
+                patch: 2,
+                dim: Some(16),
+                depth: Some(2),
+                heads: Some(2),
+                hidden: 32,
+                out: 16,
+                batch: 8,
+                epochs: 2,
+                warmup_epochs: 1,
+                temperature_warmup_epochs: 0,
+                out_dir: PathBuf::from("runs/tiny-test"),
+                checkpoint_every: 1,
+                knn_every: 0,
+                ..cifar_tiny("synthetic:64")
+            },
+            other => {
+                return Err(format!(
+                    "unknown preset `{other}`; known presets: {}",
+                    PRESETS.join(", ")
+                ));
+            }
+        };
+        c.preset = name.to_string();
+        Ok(c)
+    }
+
+    /// Reads a TOML file that names a `preset` and overrides any of its fields.
+    ///
+    /// # Errors
+    /// An unreadable file, invalid TOML, an unknown field or preset — each naming the file.
+    pub fn from_toml_file(path: &Path) -> Result<PretrainConfig, String> {
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| format!("cannot read config {}: {e}", path.display()))?;
+        let table: toml::Table = text
+            .parse()
+            .map_err(|e| format!("config {}: invalid TOML: {e}", path.display()))?;
+        let preset = table
+            .get("preset")
+            .and_then(|v| v.as_str())
+            .unwrap_or("demo");
+        let base = PretrainConfig::preset(preset)
+            .map_err(|e| format!("config {}: {e}", path.display()))?;
+        let mut merged = toml::Table::try_from(&base).map_err(|e| e.to_string())?;
+        for (k, v) in table {
+            if !merged.contains_key(&k) && !OPTIONAL_FIELDS.contains(&k.as_str()) {
+                return Err(format!("config {}: unknown field `{k}`", path.display()));
+            }
+            merged.insert(k, v);
+        }
+        merged
+            .try_into()
+            .map_err(|e: toml::de::Error| format!("config {}: {}", path.display(), e.message()))
+    }
+
+    /// The encoder architecture.
+    ///
+    /// # Errors
+    /// An unknown architecture or sizes that do not fit.
+    pub fn vit(&self) -> Result<VitConfig, String> {
+        let preset: VitPreset = self.arch.parse()?;
+        let (d, depth, heads) = preset.dims();
+        let v = VitConfig {
+            img: self.img,
+            patch: self.patch,
+            dim: self.dim.unwrap_or(d),
+            depth: self.depth.unwrap_or(depth),
+            heads: self.heads.unwrap_or(heads),
+        };
+        v.validate()?;
+        Ok(v)
+    }
+
+    /// The step configuration.
+    ///
+    /// # Errors
+    /// As [`PretrainConfig::validate`].
+    pub fn step_config(&self) -> Result<StepConfig, String> {
+        let s = StepConfig {
+            vit: self.vit()?,
+            hidden: self.hidden,
+            out: self.out,
+            batch: self.batch,
+            mix: self.mix,
+            frame: self.frame,
+            drop_path: self.drop_path,
+        };
+        s.validate()?;
+        Ok(s)
+    }
+
+    /// Checks every field, with messages that name the field and what to do.
+    ///
+    /// # Errors
+    /// The first problem found.
+    pub fn validate(&self) -> Result<(), String> {
+        let s = self.step_config()?;
+        if self.batch < 2 * self.mix - 1 {
+            eprintln!(
+                "warning: batch {} < 2m−1 = {}: mix-to-mix targets repeat (they are accumulated, see patchmix-core)",
+                self.batch,
+                2 * self.mix - 1
+            );
+        }
+        if self.epochs == 0 {
+            return Err("epochs must be ≥ 1".into());
+        }
+        if self.warmup_epochs > self.epochs {
+            return Err(format!(
+                "warmup_epochs {} exceeds epochs {}",
+                self.warmup_epochs, self.epochs
+            ));
+        }
+        if !(self.base_lr > 0.0 && self.base_lr.is_finite()) {
+            return Err(format!(
+                "base_lr {} must be a positive number",
+                self.base_lr
+            ));
+        }
+        if !(0.0 < self.min_crop && self.min_crop <= 1.0) {
+            return Err(format!("min_crop {} must be in (0, 1]", self.min_crop));
+        }
+        if !(self.temperature > 0.0 && self.warmup_temperature > 0.0) {
+            return Err("temperatures must be > 0".into());
+        }
+        if !(0.0..1.0).contains(&self.smoothing) {
+            return Err(format!("smoothing {} must be in [0, 1)", self.smoothing));
+        }
+        if self.local_crops > 0 {
+            return Err(format!(
+                "multi-crop ({} local crops) is not supported by the step compiler yet; set local_crops = 0",
+                self.local_crops
+            ));
+        }
+        let _ = s;
+        Ok(())
+    }
+
+    /// The learning rate after linear scaling: `base_lr · batch / 256`.
+    pub fn scaled_lr(&self) -> f64 {
+        self.base_lr * self.batch as f64 / 256.0
+    }
+}
+
+/// Fields that may be absent from the serialised preset (`Option`s serialised as missing).
+const OPTIONAL_FIELDS: [&str; 6] = [
+    "eval_data",
+    "dim",
+    "depth",
+    "heads",
+    "global_crop",
+    "max_steps",
+];

@@ -1,0 +1,111 @@
+//! `--dump-step DIR`: one step with everything needed to reproduce it in PyTorch.
+//!
+//! - `before.safetensors`, `after.safetensors`: every parameter and buffer under the original
+//!   training module's state_dict names, `opt.exp_avg.<name>`, `opt.exp_avg_sq.<name>`,
+//!   `opt.step`;
+//! - `inputs.safetensors`: `view1`, `view2`, `mix1`, `mix2` [B,3,H,W], `target_src`,
+//!   `target_mix`, `target_mix2` [B,N], the scalars `lr`, `wd`, `temperature`, `momentum`, the
+//!   permutations `perm_mix1`/`perm_mix2`, and `drop_path.<pass>` [2·depth, B] when drop path
+//!   is on;
+//! - `losses.json`: `src`, `mix`, `mix2`, `total`.
+
+use super::checkpoint::state_dict;
+use super::run::{Trainer, scalars, step_seed};
+use crate::session::StepInputs;
+use crate::step::prepare_batch;
+use ndarray::ArrayD;
+use patchmix_export::weights::{IntStateDict, StateDict, save_safetensors_with_ints};
+use std::path::Path;
+
+/// Runs the next step of `t` and writes the dump into `dir`.
+///
+/// # Errors
+/// Data, engine or I/O errors, naming the file.
+pub fn dump_step(t: &mut Trainer, dir: &Path) -> Result<crate::session::Losses, String> {
+    std::fs::create_dir_all(dir).map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
+    let step = t.session.step_graph().clone();
+    let sc = &step.config;
+    let before = t.host()?;
+    let (f, i) = state_dict(sc, &step.layout, &before);
+    save_safetensors_with_ints(dir.join("before.safetensors"), &f, &i, None)
+        .map_err(|e| e.to_string())?;
+
+    let batch = t
+        .loader
+        .batch(t.progress.epoch, t.progress.step_in_epoch as usize)
+        .map_err(|e| e.to_string())?;
+    let (v1, v2) = (
+        batch.view1.into_raw_vec_and_offset().0,
+        batch.view2.into_raw_vec_and_offset().0,
+    );
+    let spe = t.loader.steps_per_epoch() as u64;
+    let s = scalars(&t.cfg, spe, t.progress.epoch, t.progress.global_step)?;
+    let b = prepare_batch(
+        sc,
+        v1,
+        v2,
+        step_seed(t.cfg.seed, t.progress.global_step),
+        t.cfg.smoothing,
+    )?;
+    let x = StepInputs {
+        images: [&b.images[0], &b.images[1], &b.images[2], &b.images[3]],
+        targets: [&b.targets[0], &b.targets[1], &b.targets[2]],
+        lr: s.lr as f32,
+        wd: s.wd as f32,
+        temperature: s.tau as f32,
+        momentum: s.mu as f32,
+        drop_path: b.drop_path.iter().map(|v| v.as_slice()).collect(),
+    };
+    let l = t.session.run(&x).map_err(|e| e.to_string())?;
+    t.progress.global_step += 1;
+    t.progress.step_in_epoch += 1;
+
+    let after = t.host()?;
+    let (f, i) = state_dict(sc, &step.layout, &after);
+    save_safetensors_with_ints(dir.join("after.safetensors"), &f, &i, None)
+        .map_err(|e| e.to_string())?;
+
+    let (bsz, img) = (sc.batch, sc.vit.img);
+    let mut inputs = StateDict::new();
+    let arr =
+        |shape: Vec<usize>, v: &[f32]| ArrayD::from_shape_vec(shape, v.to_vec()).expect("shape");
+    for (name, v) in crate::step::names::IMAGES.iter().zip(&b.images) {
+        inputs.insert(name.to_string(), arr(vec![bsz, 3, img, img], v));
+    }
+    for (name, v) in crate::step::names::TARGETS.iter().zip(&b.targets) {
+        inputs.insert(name.to_string(), arr(vec![bsz, bsz], v));
+    }
+    for (name, v) in [
+        ("lr", s.lr),
+        ("wd", s.wd),
+        ("temperature", s.tau),
+        ("momentum", s.mu),
+    ] {
+        inputs.insert(name.to_string(), ArrayD::from_elem(vec![], v as f32));
+    }
+    for (pass, m) in sc.base_passes().iter().zip(&b.drop_path) {
+        inputs.insert(
+            format!("drop_path.{pass}"),
+            arr(vec![2 * sc.vit.depth, bsz], m),
+        );
+    }
+    let mut ints = IntStateDict::new();
+    for (name, p) in ["perm_mix1", "perm_mix2"].iter().zip(&b.perms) {
+        ints.insert(
+            name.to_string(),
+            ArrayD::from_shape_vec(vec![p.len()], p.iter().map(|&v| v as i64).collect())
+                .expect("shape"),
+        );
+    }
+    save_safetensors_with_ints(dir.join("inputs.safetensors"), &inputs, &ints, None)
+        .map_err(|e| e.to_string())?;
+    let json = serde_json::json!({"src": l.src, "mix": l.mix, "mix2": l.mix2, "total": l.total});
+    patchmix_export::atomic::write_atomic(
+        &dir.join("losses.json"),
+        serde_json::to_string_pretty(&json)
+            .unwrap_or_default()
+            .as_bytes(),
+    )
+    .map_err(|e| format!("cannot write {}: {e}", dir.join("losses.json").display()))?;
+    Ok(l)
+}

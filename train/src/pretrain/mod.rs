@@ -1,0 +1,12 @@
+//! `patchmix pretrain`: configuration and presets, the training loop, checkpoints and resume,
+//! metrics, and the online kNN monitor.
+
+pub mod checkpoint;
+pub mod config;
+pub mod dump;
+pub mod metrics;
+pub mod monitor;
+pub mod run;
+
+pub use config::{PRESETS, PretrainConfig};
+pub use run::{RunOptions, RunSummary, Trainer, run_pretrain};

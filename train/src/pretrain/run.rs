@@ -1,0 +1,436 @@
+//! The pretraining loop: data → PatchMix step in ORT → schedules, metrics, progress,
+//! checkpoints, online kNN, and the final export.
+
+use super::checkpoint::{Progress, read_checkpoint, resolve_resume, write_checkpoint};
+use super::config::PretrainConfig;
+use super::metrics::Metrics;
+use super::monitor::{encoder_weights, knn_eval, ort_encoder};
+use crate::augment::{AugmentConfig, Pipeline};
+use crate::data::{Loader, LoaderConfig};
+use crate::session::{HostState, Losses, SessionOptions, StepInputs, StepSession};
+use crate::step::{StepGraph, build_step, init_state, prepare_batch};
+use patchmix_core::{cosine_schedule, momentum_schedule, temperature_schedule};
+use patchmix_export::data::{Dataset, DatasetRef};
+use serde_json::json;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Instant;
+
+/// Options of a run beyond its configuration.
+#[derive(Clone, Debug, Default)]
+pub struct RunOptions {
+    /// `--resume DIR|auto`.
+    pub resume: Option<String>,
+    /// Show progress bars.
+    pub progress: bool,
+    /// Write an ORT profile into the run directory.
+    pub profile: bool,
+}
+
+/// What a finished run reports.
+#[derive(Clone, Debug)]
+pub struct RunSummary {
+    /// The run directory.
+    pub run_dir: PathBuf,
+    /// Steps done in total.
+    pub global_step: u64,
+    /// Last step's losses.
+    pub last: Option<Losses>,
+    /// The final kNN report, when an eval split exists.
+    pub knn: Option<patchmix_export::knn::KnnReport>,
+}
+
+/// The schedules' values at a global step.
+#[derive(Clone, Copy, Debug)]
+pub struct Scalars {
+    /// Learning rate.
+    pub lr: f64,
+    /// Weight decay.
+    pub wd: f64,
+    /// Temperature.
+    pub tau: f64,
+    /// EMA momentum.
+    pub mu: f64,
+}
+
+/// Evaluates every schedule for iteration `it` of `epoch` (per-iteration cosine learning rate
+/// with warm-up and cosine weight decay, per-epoch temperature warm-up and momentum).
+///
+/// # Errors
+/// Invalid schedule parameters.
+pub fn scalars(
+    cfg: &PretrainConfig,
+    steps_per_epoch: u64,
+    epoch: u64,
+    it: u64,
+) -> Result<Scalars, String> {
+    let total = cfg.epochs * steps_per_epoch;
+    let e = |x: patchmix_core::Error| x.to_string();
+    let it = it.min(total.saturating_sub(1));
+    Ok(Scalars {
+        lr: cosine_schedule(
+            cfg.scaled_lr(),
+            cfg.min_lr,
+            total,
+            cfg.warmup_epochs * steps_per_epoch,
+            0.0,
+            it,
+        )
+        .map_err(e)?,
+        wd: cosine_schedule(cfg.weight_decay, cfg.weight_decay_end, total, 0, 0.0, it)
+            .map_err(e)?,
+        tau: temperature_schedule(
+            cfg.warmup_temperature,
+            cfg.temperature,
+            cfg.temperature_warmup_epochs,
+            epoch,
+        )
+        .map_err(e)?,
+        mu: momentum_schedule(cfg.momentum, epoch as f64, cfg.epochs as f64).map_err(e)?,
+    })
+}
+
+fn open_dataset(spec: &str) -> Result<Dataset, String> {
+    let r: DatasetRef = spec.parse().map_err(|e| format!("dataset `{spec}`: {e}"))?;
+    Dataset::open(&r).map_err(|e| e.to_string())
+}
+
+fn check_run_dir(dir: &Path) -> Result<(), String> {
+    std::fs::create_dir_all(dir).map_err(|e| {
+        format!(
+            "cannot create output directory {}: {e}; choose a writable --out",
+            dir.display()
+        )
+    })?;
+    let probe = dir.join(".write-test");
+    std::fs::write(&probe, b"ok").map_err(|e| {
+        format!(
+            "output directory {} is not writable: {e}; choose a writable --out",
+            dir.display()
+        )
+    })?;
+    let _ = std::fs::remove_file(probe);
+    Ok(())
+}
+
+/// The seed of step `global_step`'s PatchMix permutations and drop-path masks.
+pub fn step_seed(seed: u64, global_step: u64) -> u64 {
+    crate::data::sample_seed(seed ^ 0x5041_5443_484d_4958, global_step, 0)
+}
+
+/// A loader, step session and state for a configuration (fresh or resumed).
+pub struct Trainer {
+    /// The configuration.
+    pub cfg: PretrainConfig,
+    /// The loader.
+    pub loader: Loader,
+    /// The ORT step.
+    pub session: StepSession,
+    /// Where the run stands.
+    pub progress: Progress,
+}
+
+impl Trainer {
+    /// Opens data, compiles the step and loads or initialises the state.
+    ///
+    /// # Errors
+    /// Any setup problem, as a one-line message.
+    pub fn new(cfg: &PretrainConfig, opts: &RunOptions) -> Result<Trainer, String> {
+        cfg.validate()?;
+        check_run_dir(&cfg.out_dir)?;
+        let sc = cfg.step_config()?;
+        let ds = open_dataset(&cfg.data)?;
+        if let Some((w, h)) = ds.image_size() {
+            if w as usize != h as usize {
+                eprintln!(
+                    "note: {} has {w}×{h} images; they are cropped and resized to {}",
+                    cfg.data, cfg.img
+                );
+            }
+        }
+        let pipeline = Pipeline::new(AugmentConfig::new(cfg.img as u32, cfg.min_crop))
+            .map_err(|e| e.to_string())?;
+        let loader = Loader::new(
+            Arc::new(ds),
+            pipeline,
+            LoaderConfig {
+                batch_size: cfg.batch,
+                seed: cfg.seed,
+                threads: cfg.loader_threads,
+                prefetch: 2,
+            },
+        )
+        .map_err(|e| e.to_string())?;
+        let step: StepGraph = build_step(&sc).map_err(|e| e.to_string())?;
+        let sopts = SessionOptions {
+            threads: (cfg.threads > 0).then_some(cfg.threads),
+            opt_level: 1,
+            profile: opts.profile.then(|| cfg.out_dir.join("ort-profile")),
+        };
+        let resume_dir = match &opts.resume {
+            Some(r) => resolve_resume(r, &cfg.out_dir)?,
+            None => None,
+        };
+        let (state, progress) = match resume_dir {
+            Some(dir) => {
+                let (h, p) = read_checkpoint(&dir, &step.layout)?;
+                if p.config.step_config()? != sc {
+                    return Err(format!(
+                        "checkpoint {} was made with a different architecture or batch; resume with its config.toml",
+                        dir.display()
+                    ));
+                }
+                eprintln!(
+                    "resuming from {} (epoch {}, step {} of it, global step {})",
+                    dir.display(),
+                    p.epoch,
+                    p.step_in_epoch,
+                    p.global_step
+                );
+                (h, p)
+            }
+            None => (
+                init_state(&sc, &step.layout, cfg.seed),
+                Progress {
+                    epoch: 0,
+                    step_in_epoch: 0,
+                    global_step: 0,
+                    seed: cfg.seed,
+                    config: cfg.clone(),
+                },
+            ),
+        };
+        let session = StepSession::new(step, &sopts, &state).map_err(|e| e.to_string())?;
+        Ok(Trainer {
+            cfg: cfg.clone(),
+            loader,
+            session,
+            progress,
+        })
+    }
+
+    /// Runs one step on a prepared loader batch.
+    ///
+    /// # Errors
+    /// Data, schedule or engine errors.
+    pub fn step(&mut self, view1: Vec<f32>, view2: Vec<f32>) -> Result<(Losses, Scalars), String> {
+        let spe = self.loader.steps_per_epoch() as u64;
+        let s = scalars(
+            &self.cfg,
+            spe,
+            self.progress.epoch,
+            self.progress.global_step,
+        )?;
+        let sc = &self.session.step_graph().config;
+        let b = prepare_batch(
+            sc,
+            view1,
+            view2,
+            step_seed(self.cfg.seed, self.progress.global_step),
+            self.cfg.smoothing,
+        )?;
+        let x = StepInputs {
+            images: [&b.images[0], &b.images[1], &b.images[2], &b.images[3]],
+            targets: [&b.targets[0], &b.targets[1], &b.targets[2]],
+            lr: s.lr as f32,
+            wd: s.wd as f32,
+            temperature: s.tau as f32,
+            momentum: s.mu as f32,
+            drop_path: b.drop_path.iter().map(|v| v.as_slice()).collect(),
+        };
+        let l = self.session.run(&x).map_err(|e| e.to_string())?;
+        Ok((l, s))
+    }
+
+    /// The host copy of the state.
+    ///
+    /// # Errors
+    /// Engine errors.
+    pub fn host(&self) -> Result<HostState, String> {
+        self.session.to_host().map_err(|e| e.to_string())
+    }
+
+    fn checkpoint(&self) -> Result<PathBuf, String> {
+        let h = self.host()?;
+        let step = self.session.step_graph();
+        write_checkpoint(
+            &self.cfg.out_dir,
+            &step.config,
+            &step.layout,
+            &h,
+            &self.progress,
+        )
+    }
+}
+
+/// Runs (or resumes) a pretraining job.
+///
+/// # Errors
+/// Any problem, as a one-line message; a NaN/Inf loss stops the run and keeps the last good
+/// checkpoint.
+pub fn run_pretrain(cfg: &PretrainConfig, opts: &RunOptions) -> Result<RunSummary, String> {
+    let mut t = Trainer::new(cfg, opts)?;
+    let toml_text = toml::to_string(cfg).map_err(|e| e.to_string())?;
+    eprintln!("patchmix pretrain: resolved configuration\n{toml_text}");
+    patchmix_export::atomic::write_atomic(&cfg.out_dir.join("config.toml"), toml_text.as_bytes())
+        .map_err(|e| {
+        format!(
+            "cannot write {}: {e}",
+            cfg.out_dir.join("config.toml").display()
+        )
+    })?;
+    let resumed = t.progress.global_step > 0;
+    let mut metrics = Metrics::open(&cfg.out_dir, resumed.then_some(t.progress.global_step))?;
+    let eval = match &cfg.eval_data {
+        Some(e) => Some(open_dataset(e)?),
+        None => None,
+    };
+    let spe = t.loader.steps_per_epoch() as u64;
+    let vit = cfg.vit()?;
+    let mut last = None;
+    let max_steps = cfg.max_steps.unwrap_or(u64::MAX);
+    'epochs: while t.progress.epoch < cfg.epochs {
+        let epoch = t.progress.epoch;
+        let bar = if opts.progress {
+            let b = indicatif::ProgressBar::new(spe);
+            b.set_style(
+                indicatif::ProgressStyle::with_template(
+                    "epoch {prefix} {bar:25} {pos}/{len} {msg} eta {eta}",
+                )
+                .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
+            );
+            b.set_prefix(format!("{}/{}", epoch + 1, cfg.epochs));
+            b.set_position(t.progress.step_in_epoch);
+            b
+        } else {
+            indicatif::ProgressBar::hidden()
+        };
+        let mut it = t
+            .loader
+            .epoch_from(epoch, t.progress.step_in_epoch as usize);
+        let mut timer = Instant::now();
+        while t.progress.step_in_epoch < spe {
+            if t.progress.global_step >= max_steps {
+                bar.finish_and_clear();
+                break 'epochs;
+            }
+            let batch = it
+                .next()
+                .ok_or("the loader ended early")?
+                .map_err(|e| e.to_string())?;
+            let (v1, v2) = (
+                batch.view1.into_raw_vec_and_offset().0,
+                batch.view2.into_raw_vec_and_offset().0,
+            );
+            let (l, s) = t.step(v1, v2)?;
+            let secs = timer.elapsed().as_secs_f64();
+            timer = Instant::now();
+            if !l.total.is_finite() {
+                let last_ck = resolve_resume("auto", &cfg.out_dir).ok().flatten();
+                return Err(format!(
+                    "loss became {} at step {} (epoch {}); stopping. The last good checkpoint is {}; lower the learning rate or check the data",
+                    l.total,
+                    t.progress.global_step,
+                    epoch,
+                    last_ck.map_or("none".to_string(), |p| p.display().to_string())
+                ));
+            }
+            t.progress.global_step += 1;
+            t.progress.step_in_epoch += 1;
+            let ips = cfg.batch as f64 / secs.max(1e-9);
+            metrics.log(&json!({
+                "step": t.progress.global_step, "epoch": epoch, "loss": l.total, "src": l.src, "mix": l.mix, "mix2": l.mix2,
+                "lr": s.lr, "wd": s.wd, "tau": s.tau, "mu": s.mu, "img_per_s": ips,
+            }))?;
+            bar.set_message(format!(
+                "loss {:.4} (src {:.3} mix {:.3} mix2 {:.3}) {:.0} img/s",
+                l.total, l.src, l.mix, l.mix2, ips
+            ));
+            bar.inc(1);
+            last = Some(l);
+        }
+        bar.finish_and_clear();
+        t.progress.epoch += 1;
+        t.progress.step_in_epoch = 0;
+        let done = t.progress.epoch;
+        let mut knn_line = String::new();
+        if let (Some(ev), true) = (
+            &eval,
+            cfg.knn_every > 0 && done % cfg.knn_every == 0 && done < cfg.epochs,
+        ) {
+            let h = t.host()?;
+            let mut enc = ort_encoder(&vit, &encoder_weights(&t.session.step_graph().layout, &h))?;
+            let r = knn_eval(&mut enc, cfg.img, t.loader.dataset(), ev, Some(10_000))?;
+            if let Some(row) = r.row(20).or_else(|| r.rows.first()) {
+                knn_line = format!(" | kNN@{} top-1 {:.2}%", row.k, row.top1);
+                metrics.log(&json!({"step": t.progress.global_step, "epoch": done, "knn_k": row.k, "knn_top1": row.top1, "knn_top5": row.top5}))?;
+            }
+        }
+        if let Some(l) = last {
+            eprintln!(
+                "epoch {done}/{}: loss {:.4} (src {:.4}, mix {:.4}, mix2 {:.4}){knn_line}",
+                cfg.epochs, l.total, l.src, l.mix, l.mix2
+            );
+        }
+        if done % cfg.checkpoint_every.max(1) == 0 && done < cfg.epochs {
+            t.checkpoint()?;
+        }
+    }
+    // Final checkpoint, export and evaluation.
+    let ck = t.checkpoint()?;
+    eprintln!("checkpoint: {}", ck.display());
+    let h = t.host()?;
+    let weights = encoder_weights(&t.session.step_graph().layout, &h);
+    let wpath = cfg.out_dir.join("encoder.safetensors");
+    patchmix_export::weights::save_safetensors(&wpath, &weights, None)
+        .map_err(|e| e.to_string())?;
+    let g =
+        patchmix_export::vit::encoder_graph(&vit, &weights, false).map_err(|e| e.to_string())?;
+    let opath = cfg.out_dir.join("encoder.onnx");
+    patchmix_export::onnx::write_onnx(&g, &opath).map_err(|e| e.to_string())?;
+    eprintln!("exported {} and {}", opath.display(), wpath.display());
+    let knn = match (&eval, t.progress.epoch >= cfg.epochs) {
+        (Some(ev), true) => {
+            let mut enc = ort_encoder(&vit, &weights)?;
+            let r = knn_eval(&mut enc, cfg.img, t.loader.dataset(), ev, None)?;
+            if let Some(row) = r.row(20) {
+                metrics.log(&json!({"step": t.progress.global_step, "epoch": t.progress.epoch, "knn_k": row.k, "knn_top1": row.top1, "knn_top5": row.top5, "final": true}))?;
+            }
+            eprintln!(
+                "kNN of the pretrained encoder on {}:\n{r}",
+                cfg.eval_data.as_deref().unwrap_or("")
+            );
+            if cfg.compare_baselines {
+                let random = patchmix_export::vit::init_weights(&vit, cfg.seed);
+                let mut renc = ort_encoder(&vit, &random)?;
+                let rr = knn_eval(&mut renc, cfg.img, t.loader.dataset(), ev, None)?;
+                let pr = super::monitor::pixel_knn(t.loader.dataset(), ev, cfg.img)?;
+                let top1 =
+                    |r: &patchmix_export::knn::KnnReport| r.row(20).map_or(f64::NAN, |x| x.top1);
+                let summary = json!({"pretrained": top1(&r), "random_init": top1(&rr), "raw_pixels": top1(&pr)});
+                metrics.log(&json!({"step": t.progress.global_step, "epoch": t.progress.epoch, "baselines_knn20_top1": summary}))?;
+                patchmix_export::atomic::write_atomic(
+                    &cfg.out_dir.join("knn_summary.json"),
+                    summary.to_string().as_bytes(),
+                )
+                .map_err(|e| format!("cannot write knn_summary.json: {e}"))?;
+                eprintln!("kNN of a random-init encoder:\n{rr}\nkNN of raw pixels:\n{pr}");
+                println!(
+                    "kNN top-1 (k=20, T=0.07) on {}: pretrained {:.2}% | random init {:.2}% | raw pixels {:.2}%",
+                    cfg.eval_data.as_deref().unwrap_or(""),
+                    top1(&r),
+                    top1(&rr),
+                    top1(&pr)
+                );
+            }
+            Some(r)
+        }
+        _ => None,
+    };
+    Ok(RunSummary {
+        run_dir: cfg.out_dir.clone(),
+        global_step: t.progress.global_step,
+        last,
+        knn,
+    })
+}

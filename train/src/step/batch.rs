@@ -1,0 +1,94 @@
+//! Host-side preparation of one step's inputs from two augmented views: the PatchMix images
+//! (two independent permutations, through the core's plans), the soft targets (the core's
+//! labels) and the drop-path masks, all drawn from one seeded RNG per step.
+
+use super::config::StepConfig;
+use patchmix_core::{
+    ImageShape, LabelSpec, MixPlan, mix_to_mix_targets, mix_to_origin_targets, origin_targets,
+};
+use rand::{RngExt, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+
+/// Everything a step needs besides the scalars.
+#[derive(Clone, Debug)]
+pub struct PreparedBatch {
+    /// view1, view2, mix1, mix2 (B·3·H·W each).
+    pub images: [Vec<f32>; 4],
+    /// target_src, target_mix, target_mix2 (B·B each).
+    pub targets: [Vec<f32>; 3],
+    /// Drop-path scales per base pass (2·depth·B each), empty when drop path is off.
+    pub drop_path: Vec<Vec<f32>>,
+    /// The two permutations used for mix1 and mix2.
+    pub perms: [Vec<u32>; 2],
+}
+
+/// Builds a step's inputs. `seed` should be unique per step (e.g. derived from the run seed
+/// and the global step), so that runs are reproducible and resumable.
+///
+/// # Errors
+/// A message when the views have the wrong size or the core rejects the geometry.
+pub fn prepare_batch(
+    cfg: &StepConfig,
+    view1: Vec<f32>,
+    view2: Vec<f32>,
+    seed: u64,
+    smoothing: f64,
+) -> Result<PreparedBatch, String> {
+    let (b, img, grid) = (cfg.batch, cfg.vit.img, cfg.vit.grid());
+    let len = b * 3 * img * img;
+    if view1.len() != len || view2.len() != len {
+        return Err(format!(
+            "views have {} and {} values, expected {len} (B={b}, 3×{img}×{img})",
+            view1.len(),
+            view2.len()
+        ));
+    }
+    let mut rng = ChaCha8Rng::seed_from_u64(seed);
+    let shape = ImageShape::square(3, img);
+    let mut mixed = Vec::with_capacity(2);
+    let mut perms = Vec::with_capacity(2);
+    for view in [&view1, &view2] {
+        let plan =
+            MixPlan::from_seed(b, grid, cfg.mix, rng.random::<u64>()).map_err(|e| e.to_string())?;
+        let mut out = vec![0.0f32; len];
+        plan.apply_nchw(shape, view, &mut out)
+            .map_err(|e| e.to_string())?;
+        perms.push(plan.perm().to_vec());
+        mixed.push(out);
+    }
+    let spec = LabelSpec::single(b, smoothing).map_err(|e| e.to_string())?;
+    let t_src: Vec<f32> = origin_targets(&spec).map_err(|e| e.to_string())?;
+    let t_mix: Vec<f32> = mix_to_origin_targets(&spec, cfg.mix).map_err(|e| e.to_string())?;
+    let t_mix2: Vec<f32> = mix_to_mix_targets(&spec, cfg.mix).map_err(|e| e.to_string())?;
+    let drop_path = if cfg.has_drop_path() {
+        let rates = cfg.drop_path_rates();
+        cfg.base_passes()
+            .iter()
+            .map(|_| {
+                let mut v = Vec::with_capacity(2 * rates.len() * b);
+                for &r in &rates {
+                    for _ in 0..2 {
+                        let keep = 1.0 - r;
+                        for _ in 0..b {
+                            let kept = rng.random::<f32>() < keep;
+                            v.push(if kept { 1.0 / keep } else { 0.0 });
+                        }
+                    }
+                }
+                v
+            })
+            .collect()
+    } else {
+        Vec::new()
+    };
+    let mut it = mixed.into_iter();
+    let (mix1, mix2) = (it.next().expect("two"), it.next().expect("two"));
+    let mut pit = perms.into_iter();
+    let (p1, p2) = (pit.next().expect("two"), pit.next().expect("two"));
+    Ok(PreparedBatch {
+        images: [view1, view2, mix1, mix2],
+        targets: [t_src, t_mix, t_mix2],
+        drop_path,
+        perms: [p1, p2],
+    })
+}

@@ -1,0 +1,331 @@
+//! Compiles one whole PatchMix training step into a single graph: every encoder pass, the
+//! heads, the loss, the backward pass, AdamW and (momentum frame) the EMA update.
+
+use super::adamw::{AdamInputs, adamw};
+use super::config::{Frame, StepConfig};
+use super::heads::{RunningStats, flatten, mlp_head, unflatten};
+use super::layout::{StateLayout, predictor_layers, projector_layers};
+use super::loss::{scalar_input, soft_ce};
+use crate::autodiff::backward;
+use patchmix_export::graph::{DType, Graph, GraphError, Op, Shape, ValueId};
+use patchmix_export::vit::{ForwardOptions, encoder_forward};
+use std::collections::BTreeMap;
+
+/// Graph input and output names of the step.
+pub mod names {
+    /// Flat parameters [P].
+    pub const PARAMS: &str = "params";
+    /// AdamW first moments [P].
+    pub const EXP_AVG: &str = "exp_avg";
+    /// AdamW second moments [P].
+    pub const EXP_AVG_SQ: &str = "exp_avg_sq";
+    /// BN running statistics [Q].
+    pub const BUFFERS: &str = "buffers";
+    /// Momentum-encoder parameters [Pm] (momentum frame).
+    pub const MOMENTUM_PARAMS: &str = "momentum_params";
+    /// Image inputs [B, 3, H, W].
+    pub const IMAGES: [&str; 4] = ["view1", "view2", "mix1", "mix2"];
+    /// Soft targets [B, N].
+    pub const TARGETS: [&str; 3] = ["target_src", "target_mix", "target_mix2"];
+    /// Scalars.
+    pub const LR: &str = "lr";
+    /// Weight decay scalar.
+    pub const WD: &str = "wd";
+    /// AdamW step t (f32 scalar).
+    pub const STEP: &str = "step";
+    /// Loss temperature τ.
+    pub const TEMPERATURE: &str = "temperature";
+    /// EMA momentum μ (momentum frame).
+    pub const MOMENTUM: &str = "momentum";
+    /// Drop-path masks of a base pass: `drop_path.<pass>` [2·depth, B, 1, 1].
+    pub const DROP_PATH_PREFIX: &str = "drop_path.";
+    /// Outputs: updated state then the losses.
+    pub const STATE_OUTPUTS: [&str; 5] = [
+        "params_out",
+        "exp_avg_out",
+        "exp_avg_sq_out",
+        "buffers_out",
+        "momentum_params_out",
+    ];
+    /// Loss outputs.
+    pub const LOSSES: [&str; 4] = ["loss_src", "loss_mix", "loss_mix2", "loss"];
+}
+
+/// A compiled step.
+#[derive(Clone, Debug)]
+pub struct StepGraph {
+    /// The graph.
+    pub graph: Graph,
+    /// The flat layouts of the state.
+    pub layout: StateLayout,
+    /// The configuration it was built for.
+    pub config: StepConfig,
+}
+
+fn encoder_params(all: &BTreeMap<String, ValueId>, prefix: &str) -> BTreeMap<String, ValueId> {
+    all.iter()
+        .filter_map(|(k, &v)| {
+            k.strip_prefix(prefix)
+                .filter(|r| !r.starts_with("head."))
+                .map(|r| (r.to_string(), v))
+        })
+        .collect()
+}
+
+/// Builds the training step for a configuration.
+///
+/// # Errors
+/// [`GraphError`] for an invalid configuration (as a shape error naming it).
+///
+/// # Examples
+/// ```
+/// use patchmix_export::vit::VitConfig;
+/// use patchmix_train::step::{build_step, Frame, StepConfig};
+/// let cfg = StepConfig {
+///     vit: VitConfig { img: 8, patch: 4, dim: 8, depth: 1, heads: 2 },
+///     hidden: 16, out: 8, batch: 4, mix: 2, frame: Frame::NoMomentum, drop_path: 0.0,
+/// };
+/// let step = build_step(&cfg).unwrap();
+/// assert_eq!(step.graph.outputs.len(), 8);
+/// ```
+pub fn build_step(cfg: &StepConfig) -> Result<StepGraph, GraphError> {
+    cfg.validate().map_err(GraphError::Shape)?;
+    let layout = StateLayout::new(cfg);
+    let mut g = Graph::new("patchmix_train_step");
+    let (b, img) = (cfg.batch, cfg.vit.img);
+    let f32v =
+        |g: &mut Graph, name: &str, dims: &[usize]| g.input(name, DType::F32, Shape::fixed(dims));
+
+    let p_flat = f32v(&mut g, names::PARAMS, &[layout.params.len()]);
+    let m_flat = f32v(&mut g, names::EXP_AVG, &[layout.params.len()]);
+    let v_flat = f32v(&mut g, names::EXP_AVG_SQ, &[layout.params.len()]);
+    let buf_flat = f32v(&mut g, names::BUFFERS, &[layout.buffers.len()]);
+    let mom_flat = (cfg.frame == Frame::Momentum)
+        .then(|| f32v(&mut g, names::MOMENTUM_PARAMS, &[layout.momentum.len()]));
+    let images: Vec<ValueId> = names::IMAGES
+        .iter()
+        .map(|n| f32v(&mut g, n, &[b, 3, img, img]))
+        .collect();
+    let targets: Vec<ValueId> = names::TARGETS
+        .iter()
+        .map(|n| f32v(&mut g, n, &[b, b]))
+        .collect();
+    let lr = scalar_input(&mut g, names::LR);
+    let wd = scalar_input(&mut g, names::WD);
+    let step = scalar_input(&mut g, names::STEP);
+    let tau = scalar_input(&mut g, names::TEMPERATURE);
+    let mu = (cfg.frame == Frame::Momentum).then(|| scalar_input(&mut g, names::MOMENTUM));
+    let mut drop_masks: BTreeMap<&str, ValueId> = BTreeMap::new();
+    if cfg.has_drop_path() {
+        for pass in cfg.base_passes() {
+            let v = f32v(
+                &mut g,
+                &format!("{}{pass}", names::DROP_PATH_PREFIX),
+                &[2 * cfg.vit.depth, b, 1, 1],
+            );
+            drop_masks.insert(pass, v);
+        }
+    }
+
+    let params = g.scoped("params", |g| unflatten(g, p_flat, &layout.params.slots))?;
+    let mut stats = RunningStats {
+        current: g.scoped("buffers", |g| unflatten(g, buf_flat, &layout.buffers.slots))?,
+    };
+
+    // Momentum encoder: EMA of the base encoder and projector, before the step.
+    let mom_params = match (mom_flat, mu) {
+        (Some(mf), Some(mu)) => Some(g.scoped("ema", |g| -> Result<_, GraphError> {
+            let (pd, ed, ep) = (
+                layout.decayed as i64,
+                layout.ema_decayed as i64,
+                layout.ema_plain as i64,
+            );
+            let a = g.op1(
+                Op::Slice {
+                    starts: vec![0],
+                    ends: vec![ed],
+                    axes: vec![0],
+                },
+                &[p_flat],
+            )?;
+            let c = g.op1(
+                Op::Slice {
+                    starts: vec![pd],
+                    ends: vec![pd + ep],
+                    axes: vec![0],
+                },
+                &[p_flat],
+            )?;
+            let base = g.op1(Op::Concat { axis: 0 }, &[a, c])?;
+            let kept = g.mul(mf, mu)?;
+            let one = g.scalar_like(mu, 1.0);
+            let w = g.sub(one, mu)?;
+            let fresh = g.mul(base, w)?;
+            let updated = g.add(kept, fresh)?;
+            let map = unflatten(g, updated, &layout.momentum.slots)?;
+            Ok((updated, map))
+        })?),
+        _ => None,
+    };
+
+    let base_enc = encoder_params(&params, "base_encoder.");
+    let proj = projector_layers(cfg);
+    let pred = predictor_layers(cfg);
+    let pass_masks = |g: &mut Graph, pass: &str| -> Result<Option<Vec<ValueId>>, GraphError> {
+        let Some(&m) = drop_masks.get(pass) else {
+            return Ok(None);
+        };
+        let n = 2 * cfg.vit.depth;
+        let parts = g.node(
+            Op::Split {
+                axis: 0,
+                sizes: vec![1; n],
+            },
+            &[m],
+            n,
+        )?;
+        parts
+            .into_iter()
+            .map(|p| g.reshape(p, &[b as i64, 1, 1]))
+            .collect::<Result<Vec<_>, _>>()
+            .map(Some)
+    };
+    // Base encoder + projector (+ predictor) on one input.
+    let base_pass = |g: &mut Graph,
+                     stats: &mut RunningStats,
+                     pass: &str,
+                     x: ValueId,
+                     with_pred: bool|
+     -> Result<(ValueId, Option<ValueId>), GraphError> {
+        g.scoped(pass, |g| {
+            let drop_path = pass_masks(g, pass)?;
+            let opts = ForwardOptions {
+                drop_path,
+                tokens: false,
+                training: true,
+            };
+            let feats = g
+                .scoped("base_encoder", |g| {
+                    encoder_forward(g, &cfg.vit, &base_enc, x, &opts)
+                })?
+                .cls;
+            let k = g.scoped("head", |g| {
+                mlp_head(g, feats, "base_encoder.head", &proj, &params, stats)
+            })?;
+            let q = if with_pred {
+                Some(g.scoped("predictor", |g| {
+                    mlp_head(g, k, "predictor", &pred, &params, stats)
+                })?)
+            } else {
+                None
+            };
+            Ok((k, q))
+        })
+    };
+
+    let (q1, q_m2, k1, k2, k_m1) = match &mom_params {
+        None => {
+            let (k1, q1) = base_pass(&mut g, &mut stats, "view1", images[0], true)?;
+            let (k2, _) = base_pass(&mut g, &mut stats, "view2", images[1], false)?;
+            let (km1, _) = base_pass(&mut g, &mut stats, "mix1", images[2], false)?;
+            let (_, qm2) = base_pass(&mut g, &mut stats, "mix2", images[3], true)?;
+            let k2 = g.stop_gradient(k2)?;
+            let km1 = g.stop_gradient(km1)?;
+            let k1d = g.stop_gradient(k1)?;
+            (q1.expect("pred"), qm2.expect("pred"), k1d, k2, km1)
+        }
+        Some((_, mom_map)) => {
+            let menc = encoder_params(mom_map, "momentum_encoder.");
+            let mom_pass = |g: &mut Graph,
+                            stats: &mut RunningStats,
+                            pass: &str,
+                            x: ValueId|
+             -> Result<ValueId, GraphError> {
+                g.scoped(&format!("{pass}_momentum"), |g| {
+                    let opts = ForwardOptions {
+                        drop_path: None,
+                        tokens: false,
+                        training: false,
+                    };
+                    let feats = g
+                        .scoped("momentum_encoder", |g| {
+                            encoder_forward(g, &cfg.vit, &menc, x, &opts)
+                        })?
+                        .cls;
+                    let k = g.scoped("head", |g| {
+                        mlp_head(g, feats, "momentum_encoder.head", &proj, mom_map, stats)
+                    })?;
+                    g.stop_gradient(k)
+                })
+            };
+            let (_, q1) = base_pass(&mut g, &mut stats, "view1", images[0], true)?;
+            let k1 = mom_pass(&mut g, &mut stats, "view1", images[0])?;
+            let k2 = mom_pass(&mut g, &mut stats, "view2", images[1])?;
+            let km1 = mom_pass(&mut g, &mut stats, "mix1", images[2])?;
+            let (_, qm2) = base_pass(&mut g, &mut stats, "mix2", images[3], true)?;
+            (q1.expect("pred"), qm2.expect("pred"), k1, k2, km1)
+        }
+    };
+
+    let (l_src, l_mix, l_mix2, total) = g.scoped("loss", |g| -> Result<_, GraphError> {
+        let l_src = soft_ce(g, q1, k2, targets[0], tau)?;
+        let l_mix = soft_ce(g, q_m2, k1, targets[1], tau)?;
+        let l_mix2 = soft_ce(g, q_m2, k_m1, targets[2], tau)?;
+        let half_mix = g.mul_scalar(l_mix, 0.5)?;
+        let half_mix2 = g.mul_scalar(l_mix2, 0.5)?;
+        let s = g.add(l_src, half_mix)?;
+        let total = g.add(s, half_mix2)?;
+        Ok((l_src, l_mix, l_mix2, total))
+    })?;
+
+    // Backward with respect to every parameter view, then one flat gradient.
+    let wrt: Vec<ValueId> = layout
+        .params
+        .slots
+        .iter()
+        .map(|s| params[&s.name])
+        .collect();
+    let grads = backward(&mut g, total, &wrt)?;
+    let grad_flat = g.scoped("grad_flat", |g| flatten(g, &grads))?;
+    let (p_new, m_new, v_new) = g.scoped("adamw", |g| {
+        adamw(
+            g,
+            (p_flat, m_flat, v_flat, grad_flat),
+            layout.decayed,
+            AdamInputs { lr, wd, step },
+        )
+    })?;
+    let buf_vals: Vec<ValueId> = layout
+        .buffers
+        .slots
+        .iter()
+        .map(|s| stats.current[&s.name])
+        .collect();
+    let buf_new = g.scoped("buffers_out", |g| flatten(g, &buf_vals))?;
+
+    let outs = [
+        Some(p_new),
+        Some(m_new),
+        Some(v_new),
+        Some(buf_new),
+        mom_params.map(|(u, _)| u),
+    ];
+    for (name, v) in names::STATE_OUTPUTS.iter().zip(outs) {
+        if let Some(v) = v {
+            let v = if g.value(v).kind == patchmix_export::graph::ValueKind::Input {
+                g.op1(Op::Identity, &[v])?
+            } else {
+                v
+            };
+            g.output(v, name);
+        }
+    }
+    for (name, v) in names::LOSSES.iter().zip([l_src, l_mix, l_mix2, total]) {
+        g.output(v, name);
+    }
+    Ok(StepGraph {
+        graph: g,
+        layout,
+        config: cfg.clone(),
+    })
+}

@@ -1,0 +1,22 @@
+//! The training-step compiler: one PatchMix step (all encoder passes, heads, loss, backward,
+//! AdamW, EMA) as one standard-op ONNX graph.
+
+mod adamw;
+mod batch;
+mod build;
+mod config;
+mod heads;
+mod init;
+mod layout;
+mod loss;
+
+pub use adamw::{AdamInputs, BETA1, BETA2, EPS, adamw};
+pub use batch::{PreparedBatch, prepare_batch};
+pub use build::{StepGraph, build_step, names};
+pub use config::{Frame, StepConfig};
+pub use heads::{
+    BN_EPS, BN_MOMENTUM, RunningStats, batch_norm_train, flatten, mlp_head, unflatten,
+};
+pub use init::{from_named, init_state, momentum_from_params, to_named};
+pub use layout::{Layout, Slot, StateLayout, is_decayed, predictor_layers, projector_layers};
+pub use loss::{l2_normalize, soft_ce};
