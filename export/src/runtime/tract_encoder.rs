@@ -35,7 +35,7 @@ impl TractEncoder {
             .shape
             .dims()
             .nth(3)
-            .and_then(|d| tract_onnx::tract_hir::infer::Factoid::concretize(d))
+            .and_then(tract_onnx::tract_hir::infer::Factoid::concretize)
             .and_then(|d| d.to_i64().ok().and_then(|v| usize::try_from(v).ok()))
             .ok_or_else(|| backend("the model's input is not [batch, 3, H, W] with a fixed H"))?;
         Ok(TractEncoder {

@@ -88,13 +88,17 @@ impl VitConfig {
     /// # Errors
     /// A message naming the parameter that does not fit.
     pub fn validate(&self) -> Result<(), String> {
-        if self.patch == 0 || self.img == 0 || self.img % self.patch != 0 {
+        if self.patch == 0 || self.img == 0 || !self.img.is_multiple_of(self.patch) {
             return Err(format!(
                 "patch size {} does not divide image size {}",
                 self.patch, self.img
             ));
         }
-        if self.dim == 0 || self.depth == 0 || self.heads == 0 || self.dim % self.heads != 0 {
+        if self.dim == 0
+            || self.depth == 0
+            || self.heads == 0
+            || !self.dim.is_multiple_of(self.heads)
+        {
             return Err(format!(
                 "heads {} must divide dim {} (both > 0), depth {} > 0",
                 self.heads, self.dim, self.depth

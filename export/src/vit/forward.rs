@@ -81,14 +81,14 @@ pub fn encoder_forward(
     let n = t + 1;
     let heads = cfg.heads as i64;
     let dh = d / heads;
-    if let Some(masks) = &opts.drop_path {
-        if masks.len() != 2 * cfg.depth {
-            return Err(GraphError::Shape(format!(
-                "{} drop-path masks for depth {}",
-                masks.len(),
-                cfg.depth
-            )));
-        }
+    if let Some(masks) = &opts.drop_path
+        && masks.len() != 2 * cfg.depth
+    {
+        return Err(GraphError::Shape(format!(
+            "{} drop-path masks for depth {}",
+            masks.len(),
+            cfg.depth
+        )));
     }
     let p_ = |name: &str| param(params, name);
 

@@ -140,13 +140,13 @@ impl Trainer {
         check_run_dir(&cfg.out_dir)?;
         let sc = cfg.step_config()?;
         let ds = open_dataset(&cfg.data)?;
-        if let Some((w, h)) = ds.image_size() {
-            if w as usize != h as usize {
-                eprintln!(
-                    "note: {} has {w}×{h} images; they are cropped and resized to {}",
-                    cfg.data, cfg.img
-                );
-            }
+        if let Some((w, h)) = ds.image_size()
+            && w != h
+        {
+            eprintln!(
+                "note: {} has {w}×{h} images; they are cropped and resized to {}",
+                cfg.data, cfg.img
+            );
         }
         let pipeline = Pipeline::new(AugmentConfig::new(cfg.img as u32, cfg.min_crop))
             .map_err(|e| e.to_string())?;

@@ -1,0 +1,294 @@
+//! A user's whole path on CPU with a tiny configuration, through the `patchmix` binary:
+//! pretrain a few steps on synthetic data, stop mid-epoch, resume bit-exactly, dump a step in
+//! both frames, export, check tract and ort agree on the exported encoder, and run kNN.
+
+use std::path::Path;
+use std::process::Command;
+
+fn patchmix(args: &[&str]) -> (bool, String, String) {
+    let out = Command::new(env!("CARGO_BIN_EXE_patchmix"))
+        .args(args)
+        .output()
+        .expect("run patchmix");
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+fn losses(run: &Path) -> Vec<(u64, f64)> {
+    std::fs::read_to_string(run.join("metrics.jsonl"))
+        .unwrap()
+        .lines()
+        .filter_map(|l| {
+            let v: serde_json::Value = serde_json::from_str(l).unwrap();
+            Some((v.get("step")?.as_u64()?, v.get("loss")?.as_f64()?))
+        })
+        .collect()
+}
+
+#[test]
+fn pretrain_resume_export_and_knn() {
+    let dir = tempfile::tempdir().unwrap();
+    let full = dir.path().join("full");
+    let part = dir.path().join("part");
+    let s = |p: &Path| p.to_str().unwrap().to_string();
+
+    // Uninterrupted: 2 epochs of 8 steps.
+    let (ok, _, err) = patchmix(&[
+        "pretrain",
+        "--preset",
+        "tiny-test",
+        "--out",
+        &s(&full),
+        "--quiet",
+    ]);
+    assert!(ok, "{err}");
+    let want = losses(&full);
+    assert_eq!(want.len(), 16, "{want:?}");
+    assert!(full.join("encoder.onnx").is_file() && full.join("encoder.safetensors").is_file());
+
+    // Interrupted mid-epoch at step 5, then resumed.
+    let (ok, _, err) = patchmix(&[
+        "pretrain",
+        "--preset",
+        "tiny-test",
+        "--out",
+        &s(&part),
+        "--max-steps",
+        "5",
+        "--quiet",
+    ]);
+    assert!(ok, "{err}");
+    assert_eq!(losses(&part).len(), 5);
+    let last = std::fs::read_to_string(part.join("checkpoints/last")).unwrap();
+    assert_eq!(last.trim(), "step-00000005");
+    let (ok, _, err) = patchmix(&[
+        "pretrain",
+        "--preset",
+        "tiny-test",
+        "--out",
+        &s(&part),
+        "--resume",
+        "auto",
+        "--quiet",
+    ]);
+    assert!(ok, "{err}");
+    assert!(err.contains("resuming from"), "{err}");
+    assert_eq!(
+        losses(&part),
+        want,
+        "a resumed run must reproduce the uninterrupted losses exactly"
+    );
+
+    // The exported encoder: tract and ort agree, and kNN runs on it.
+    let model = s(&full.join("encoder.onnx"));
+    let ft = s(&dir.path().join("t.safetensors"));
+    let fo = s(&dir.path().join("o.safetensors"));
+    for (rt, out) in [("tract", &ft), ("ort", &fo)] {
+        let (ok, _, err) = patchmix(&[
+            "embed",
+            "--model",
+            &model,
+            "--data",
+            "synthetic:40,size=8:test",
+            "--out",
+            out,
+            "--runtime",
+            rt,
+        ]);
+        assert!(ok, "{rt}: {err}");
+    }
+    let a = patchmix_export::knn::FeatureIndex::load(&ft).unwrap();
+    let b = patchmix_export::knn::FeatureIndex::load(&fo).unwrap();
+    let diff = (&a.features() - &b.features()).mapv(|x| x * x).sum().sqrt();
+    assert!(diff < 1e-3, "tract vs ort features differ by {diff}");
+    let (ok, out, err) = patchmix(&[
+        "knn",
+        "--model",
+        &model,
+        "--train",
+        "synthetic:64,size=8",
+        "--test",
+        "synthetic:40,size=8:test",
+        "--k",
+        "10,20",
+    ]);
+    assert!(ok, "{err}");
+    assert!(out.contains("top-1"), "{out}");
+}
+
+#[test]
+fn dump_step_writes_a_reproducible_step_in_both_frames() {
+    let dir = tempfile::tempdir().unwrap();
+    for frame in ["no-momentum", "momentum"] {
+        let cfg = dir.path().join(format!("{frame}.toml"));
+        let run = dir.path().join(format!("run-{frame}"));
+        std::fs::write(
+            &cfg,
+            format!(
+                "preset = \"tiny-test\"\nframe = \"{frame}\"\nout_dir = \"{}\"\n",
+                run.display()
+            ),
+        )
+        .unwrap();
+        let dump = dir.path().join(format!("dump-{frame}"));
+        let (ok, out, err) = patchmix(&[
+            "pretrain",
+            "--config",
+            cfg.to_str().unwrap(),
+            "--dump-step",
+            dump.to_str().unwrap(),
+        ]);
+        assert!(ok, "{frame}: {err}");
+        assert!(out.contains("dumped one step"), "{out}");
+        let before =
+            patchmix_export::weights::load_safetensors(dump.join("before.safetensors")).unwrap();
+        let after =
+            patchmix_export::weights::load_safetensors(dump.join("after.safetensors")).unwrap();
+        let inputs =
+            patchmix_export::weights::load_safetensors(dump.join("inputs.safetensors")).unwrap();
+        for k in [
+            "base_encoder.blocks.0.attn.qkv.weight",
+            "base_encoder.head.0.weight",
+            "base_encoder.head.1.running_mean",
+            "predictor.0.weight",
+            "opt.exp_avg.predictor.0.weight",
+        ] {
+            assert!(
+                before.tensors.contains_key(k) && after.tensors.contains_key(k),
+                "{frame}: {k} missing"
+            );
+        }
+        // The first step's learning rate is 0 (linear warm-up from 0), so the step shows in the
+        // optimizer state: the first moments become (1 − β₁)·g.
+        let key = "opt.exp_avg.base_encoder.head.0.weight";
+        assert!(before.tensors[key].iter().all(|&v| v == 0.0));
+        assert!(
+            after.tensors[key].iter().any(|&v| v != 0.0),
+            "{frame}: the step must produce gradients"
+        );
+        assert_eq!(after.ints["opt.step"].iter().next().copied(), Some(1));
+        assert_eq!(
+            after.ints["base_encoder.head.1.num_batches_tracked"]
+                .iter()
+                .next()
+                .copied(),
+            Some(if frame == "momentum" { 2 } else { 4 })
+        );
+        if frame == "momentum" {
+            assert!(
+                after
+                    .tensors
+                    .contains_key("momentum_encoder.blocks.0.attn.qkv.weight")
+            );
+            assert_eq!(
+                after.ints["momentum_encoder.head.1.num_batches_tracked"]
+                    .iter()
+                    .next()
+                    .copied(),
+                Some(3)
+            );
+        }
+        for k in [
+            "view1",
+            "view2",
+            "mix1",
+            "mix2",
+            "target_src",
+            "target_mix",
+            "target_mix2",
+            "lr",
+            "wd",
+            "temperature",
+            "momentum",
+        ] {
+            assert!(inputs.tensors.contains_key(k), "{frame}: input {k} missing");
+        }
+        let l: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(dump.join("losses.json")).unwrap())
+                .unwrap();
+        let (src, mix, mix2, total) = (
+            l["src"].as_f64().unwrap(),
+            l["mix"].as_f64().unwrap(),
+            l["mix2"].as_f64().unwrap(),
+            l["total"].as_f64().unwrap(),
+        );
+        assert!((total - (src + mix / 2.0 + mix2 / 2.0)).abs() < 1e-4, "{l}");
+    }
+}
+
+#[test]
+fn bad_pretrain_inputs_get_one_line_errors() {
+    let dir = tempfile::tempdir().unwrap();
+    let bad_toml = dir.path().join("bad.toml");
+    std::fs::write(&bad_toml, "preset = \"tiny-test\"\nlearning_rate = 3\n").unwrap();
+    let file = dir.path().join("a-file");
+    std::fs::write(&file, "x").unwrap();
+    let cases: Vec<(Vec<String>, &str)> = vec![
+        (
+            vec!["--preset".into(), "nope".into()],
+            "unknown preset `nope`",
+        ),
+        (
+            vec!["--config".into(), bad_toml.display().to_string()],
+            "unknown field `learning_rate`",
+        ),
+        (
+            vec![
+                "--preset".into(),
+                "tiny-test".into(),
+                "--data".into(),
+                "/nonexistent/dataset".into(),
+                "--out".into(),
+                dir.path().join("r1").display().to_string(),
+            ],
+            "/nonexistent/dataset",
+        ),
+        (
+            vec![
+                "--preset".into(),
+                "tiny-test".into(),
+                "--batch".into(),
+                "1".into(),
+            ],
+            "batch 1 is too small",
+        ),
+        (
+            vec![
+                "--preset".into(),
+                "tiny-test".into(),
+                "--out".into(),
+                file.join("sub").display().to_string(),
+            ],
+            "output directory",
+        ),
+        (
+            vec![
+                "--preset".into(),
+                "tiny-test".into(),
+                "--device".into(),
+                "cuda".into(),
+            ],
+            "--device cuda",
+        ),
+    ];
+    for (args, want) in cases {
+        let mut a = vec!["pretrain".to_string()];
+        a.extend(args);
+        let refs: Vec<&str> = a.iter().map(String::as_str).collect();
+        let (ok, _, err) = patchmix(&refs);
+        assert!(!ok, "{a:?} should fail");
+        assert!(err.contains(want), "{a:?}: expected `{want}` in: {err}");
+        assert!(!err.contains("panicked"), "{a:?}: {err}");
+        assert_eq!(
+            err.trim()
+                .lines()
+                .filter(|l| l.starts_with("error"))
+                .count(),
+            1,
+            "{a:?}: {err}"
+        );
+    }
+}
