@@ -10,9 +10,7 @@
 //! - `losses.json`: `src`, `mix`, `mix2`, `total`.
 
 use super::checkpoint::state_dict;
-use super::run::{Trainer, scalars, step_seed};
-use crate::session::StepInputs;
-use crate::step::prepare_batch;
+use super::run::Trainer;
 use ndarray::ArrayD;
 use patchmix_export::weights::{IntStateDict, StateDict, save_safetensors_with_ints};
 use std::path::Path;
@@ -38,25 +36,8 @@ pub fn dump_step(t: &mut Trainer, dir: &Path) -> Result<crate::session::Losses, 
         batch.view1.into_raw_vec_and_offset().0,
         batch.view2.into_raw_vec_and_offset().0,
     );
-    let spe = t.loader.steps_per_epoch() as u64;
-    let s = scalars(&t.cfg, spe, t.progress.epoch, t.progress.global_step)?;
-    let b = prepare_batch(
-        sc,
-        v1,
-        v2,
-        step_seed(t.cfg.seed, t.progress.global_step),
-        t.cfg.smoothing,
-    )?;
-    let x = StepInputs {
-        images: [&b.images[0], &b.images[1], &b.images[2], &b.images[3]],
-        targets: [&b.targets[0], &b.targets[1], &b.targets[2]],
-        lr: s.lr as f32,
-        wd: s.wd as f32,
-        temperature: s.tau as f32,
-        momentum: s.mu as f32,
-        drop_path: b.drop_path.iter().map(|v| v.as_slice()).collect(),
-    };
-    let l = t.session.run(&x).map_err(|e| e.to_string())?;
+    let (b, s) = t.prepare(v1, v2)?;
+    let l = t.run_prepared(&b, &s)?;
     t.progress.global_step += 1;
     t.progress.step_in_epoch += 1;
 

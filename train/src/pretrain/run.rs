@@ -8,7 +8,7 @@ use super::monitor::{encoder_weights, knn_eval, ort_encoder};
 use crate::augment::{AugmentConfig, Pipeline};
 use crate::data::{Loader, LoaderConfig};
 use crate::session::{HostState, Losses, SessionOptions, StepInputs, StepSession};
-use crate::step::{StepGraph, build_step, init_state, prepare_batch};
+use crate::step::{PreparedBatch, StepGraph, build_step, init_state, prepare_batch};
 use patchmix_core::{cosine_schedule, momentum_schedule, temperature_schedule};
 use patchmix_export::data::{Dataset, DatasetRef};
 use serde_json::json;
@@ -214,6 +214,20 @@ impl Trainer {
     /// # Errors
     /// Data, schedule or engine errors.
     pub fn step(&mut self, view1: Vec<f32>, view2: Vec<f32>) -> Result<(Losses, Scalars), String> {
+        let (b, s) = self.prepare(view1, view2)?;
+        let l = self.run_prepared(&b, &s)?;
+        Ok((l, s))
+    }
+
+    /// The next step's inputs (PatchMix images, targets, drop-path masks) and schedule values.
+    ///
+    /// # Errors
+    /// Data or schedule errors.
+    pub fn prepare(
+        &self,
+        view1: Vec<f32>,
+        view2: Vec<f32>,
+    ) -> Result<(PreparedBatch, Scalars), String> {
         let spe = self.loader.steps_per_epoch() as u64;
         let s = scalars(
             &self.cfg,
@@ -222,13 +236,16 @@ impl Trainer {
             self.progress.global_step,
         )?;
         let sc = &self.session.step_graph().config;
-        let b = prepare_batch(
-            sc,
-            view1,
-            view2,
-            step_seed(self.cfg.seed, self.progress.global_step),
-            self.cfg.smoothing,
-        )?;
+        let seed = step_seed(self.cfg.seed, self.progress.global_step);
+        let b = prepare_batch(sc, view1, view2, seed, self.cfg.smoothing)?;
+        Ok((b, s))
+    }
+
+    /// Runs one step on prepared inputs (without advancing `progress`).
+    ///
+    /// # Errors
+    /// Engine errors.
+    pub fn run_prepared(&mut self, b: &PreparedBatch, s: &Scalars) -> Result<Losses, String> {
         let x = StepInputs {
             images: [&b.images[0], &b.images[1], &b.images[2], &b.images[3]],
             targets: [&b.targets[0], &b.targets[1], &b.targets[2]],
@@ -238,8 +255,7 @@ impl Trainer {
             momentum: s.mu as f32,
             drop_path: b.drop_path.iter().map(|v| v.as_slice()).collect(),
         };
-        let l = self.session.run(&x).map_err(|e| e.to_string())?;
-        Ok((l, s))
+        self.session.run(&x).map_err(|e| e.to_string())
     }
 
     /// The host copy of the state.
