@@ -2,7 +2,7 @@
 //! finite differences, the loss falling on synthetic data, determinism, and both frames.
 
 use patchmix_export::vit::VitConfig;
-use patchmix_train::session::{HostState, SessionOptions, StepInputs, StepSession};
+use patchmix_train::session::{HostState, SessionOptions, StepSession};
 use patchmix_train::step::{BETA1, Frame, StepConfig, build_step, init_state, prepare_batch};
 use rand::{RngExt, SeedableRng};
 use rand_chacha::ChaCha8Rng;
@@ -86,15 +86,7 @@ fn run_losses(cfg: &StepConfig, steps: usize, seed: u64, lr: f32) -> Vec<f32> {
         .map(|i| {
             let (v1, v2) = data.views(cfg.batch, &mut rng);
             let b = prepare_batch(cfg, v1, v2, seed * 1000 + i as u64, 0.0).unwrap();
-            let x = StepInputs {
-                images: [&b.images[0], &b.images[1], &b.images[2], &b.images[3]],
-                targets: [&b.targets[0], &b.targets[1], &b.targets[2]],
-                lr,
-                wd: 0.05,
-                temperature: 0.2,
-                momentum: 0.99,
-                drop_path: b.drop_path.iter().map(|v| v.as_slice()).collect(),
-            };
+            let x = b.inputs(lr, 0.05, 0.2, 0.99);
             let l = s.run(&x).unwrap();
             assert!(l.total.is_finite(), "step {i}: loss {l:?}");
             assert!(
@@ -156,15 +148,7 @@ fn loss_and_grad_at(
         ..SessionOptions::default()
     };
     let mut s = StepSession::new(step, &opts, init).unwrap();
-    let x = StepInputs {
-        images: [&b.images[0], &b.images[1], &b.images[2], &b.images[3]],
-        targets: [&b.targets[0], &b.targets[1], &b.targets[2]],
-        lr: 0.0,
-        wd: 0.0,
-        temperature: 0.2,
-        momentum: 1.0,
-        drop_path: b.drop_path.iter().map(|v| v.as_slice()).collect(),
-    };
+    let x = b.inputs(0.0, 0.0, 0.2, 1.0);
     let l = s.run(&x).unwrap();
     let h = s.to_host().unwrap();
     assert_eq!(

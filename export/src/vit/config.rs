@@ -45,16 +45,36 @@ impl VitPreset {
     /// # Errors
     /// As [`VitConfig::validate`].
     pub fn config(self, img: usize, patch: usize) -> Result<VitConfig, String> {
-        let (dim, depth, heads) = self.dims();
-        let c = VitConfig {
-            img,
-            patch,
-            dim,
-            depth,
-            heads,
-        };
+        let c = self.with_overrides(img, patch, None, None, None);
         c.validate()?;
         Ok(c)
+    }
+
+    /// The preset at a given image and patch size with optional width, depth and head-count
+    /// overrides (not validated; see [`VitConfig::validate`]).
+    ///
+    /// # Examples
+    /// ```
+    /// use patchmix_export::vit::VitPreset;
+    /// let c = VitPreset::Tiny.with_overrides(28, 4, Some(64), Some(4), None);
+    /// assert_eq!((c.dim, c.depth, c.heads), (64, 4, 3));
+    /// ```
+    pub fn with_overrides(
+        self,
+        img: usize,
+        patch: usize,
+        dim: Option<usize>,
+        depth: Option<usize>,
+        heads: Option<usize>,
+    ) -> VitConfig {
+        let (d, l, h) = self.dims();
+        VitConfig {
+            img,
+            patch,
+            dim: dim.unwrap_or(d),
+            depth: depth.unwrap_or(l),
+            heads: heads.unwrap_or(h),
+        }
     }
 }
 

@@ -2,7 +2,7 @@
 //! counts, ORT graph-optimisation levels side by side, and an optional per-op profile.
 
 use patchmix_export::vit::VitConfig;
-use patchmix_train::session::{SessionOptions, StepInputs, StepSession};
+use patchmix_train::session::{SessionOptions, StepSession};
 use patchmix_train::step::{Frame, StepConfig, build_step, init_state, prepare_batch};
 use rand::{RngExt, SeedableRng};
 use std::collections::BTreeMap;
@@ -183,15 +183,7 @@ pub fn run(a: Args) -> anyhow::Result<()> {
         let mut times = Vec::new();
         for i in 0..a.steps + 2 {
             let b = &batches[i % 2];
-            let x = StepInputs {
-                images: [&b.images[0], &b.images[1], &b.images[2], &b.images[3]],
-                targets: [&b.targets[0], &b.targets[1], &b.targets[2]],
-                lr: 1e-4,
-                wd: 0.05,
-                temperature: 0.2,
-                momentum: 0.99,
-                drop_path: b.drop_path.iter().map(|v| v.as_slice()).collect(),
-            };
+            let x = b.inputs(1e-4, 0.05, 0.2, 0.99);
             let t = Instant::now();
             let l = s.run(&x)?;
             if i >= 2 {

@@ -97,14 +97,7 @@ pub(super) fn config_from_flags(
     heads: Option<usize>,
 ) -> Result<(VitPreset, VitConfig)> {
     let preset: VitPreset = preset.parse().map_err(|e| anyhow!("--preset: {e}"))?;
-    let (d, l, h) = preset.dims();
-    let cfg = VitConfig {
-        img,
-        patch,
-        dim: dim.unwrap_or(d),
-        depth: depth.unwrap_or(l),
-        heads: heads.unwrap_or(h),
-    };
+    let cfg = preset.with_overrides(img, patch, dim, depth, heads);
     if cfg.img == 0 || cfg.patch == 0 {
         bail!(
             "--img ({}) and --patch ({}) must be at least 1",

@@ -271,14 +271,7 @@ impl PretrainConfig {
     /// An unknown architecture or sizes that do not fit.
     pub fn vit(&self) -> Result<VitConfig, String> {
         let preset: VitPreset = self.arch.parse()?;
-        let (d, depth, heads) = preset.dims();
-        let v = VitConfig {
-            img: self.img,
-            patch: self.patch,
-            dim: self.dim.unwrap_or(d),
-            depth: self.depth.unwrap_or(depth),
-            heads: self.heads.unwrap_or(heads),
-        };
+        let v = preset.with_overrides(self.img, self.patch, self.dim, self.depth, self.heads);
         v.validate()?;
         Ok(v)
     }

@@ -7,7 +7,7 @@ use super::metrics::Metrics;
 use super::monitor::{encoder_weights, knn_eval, ort_encoder};
 use crate::augment::{AugmentConfig, Pipeline};
 use crate::data::{Loader, LoaderConfig};
-use crate::session::{HostState, Losses, SessionOptions, StepInputs, StepSession};
+use crate::session::{HostState, Losses, SessionOptions, StepSession};
 use crate::step::{PreparedBatch, StepGraph, build_step, init_state, prepare_batch};
 use patchmix_core::{cosine_schedule, momentum_schedule, temperature_schedule};
 use patchmix_export::data::{Dataset, DatasetRef};
@@ -246,15 +246,7 @@ impl Trainer {
     /// # Errors
     /// Engine errors.
     pub fn run_prepared(&mut self, b: &PreparedBatch, s: &Scalars) -> Result<Losses, String> {
-        let x = StepInputs {
-            images: [&b.images[0], &b.images[1], &b.images[2], &b.images[3]],
-            targets: [&b.targets[0], &b.targets[1], &b.targets[2]],
-            lr: s.lr as f32,
-            wd: s.wd as f32,
-            temperature: s.tau as f32,
-            momentum: s.mu as f32,
-            drop_path: b.drop_path.iter().map(|v| v.as_slice()).collect(),
-        };
+        let x = b.inputs(s.lr as f32, s.wd as f32, s.tau as f32, s.mu as f32);
         self.session.run(&x).map_err(|e| e.to_string())
     }
 

@@ -3,6 +3,7 @@
 //! labels) and the drop-path masks, all drawn from one seeded RNG per step.
 
 use super::config::StepConfig;
+use crate::session::StepInputs;
 use patchmix_core::{
     ImageShape, LabelSpec, MixPlan, mix_to_mix_targets, mix_to_origin_targets, origin_targets,
 };
@@ -20,6 +21,26 @@ pub struct PreparedBatch {
     pub drop_path: Vec<Vec<f32>>,
     /// The two permutations used for mix1 and mix2.
     pub perms: [Vec<u32>; 2],
+}
+
+impl PreparedBatch {
+    /// The session inputs for this batch and the step's schedule values.
+    pub fn inputs(&self, lr: f32, wd: f32, temperature: f32, momentum: f32) -> StepInputs<'_> {
+        StepInputs {
+            images: [
+                &self.images[0],
+                &self.images[1],
+                &self.images[2],
+                &self.images[3],
+            ],
+            targets: [&self.targets[0], &self.targets[1], &self.targets[2]],
+            lr,
+            wd,
+            temperature,
+            momentum,
+            drop_path: self.drop_path.iter().map(|v| v.as_slice()).collect(),
+        }
+    }
 }
 
 /// Builds a step's inputs. `seed` should be unique per step (e.g. derived from the run seed
