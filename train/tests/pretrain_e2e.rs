@@ -273,6 +273,17 @@ fn bad_pretrain_inputs_get_one_line_errors() {
             ],
             "--device cuda",
         ),
+        (
+            vec![
+                "--preset".into(),
+                "tiny-test".into(),
+                "--out".into(),
+                dir.path().join("r2").display().to_string(),
+                "--resume".into(),
+                "/nonexistent/run".into(),
+            ],
+            "no checkpoint there",
+        ),
     ];
     for (args, want) in cases {
         let mut a = vec!["pretrain".to_string()];
