@@ -3,6 +3,7 @@
 
 pub mod augment;
 pub mod data;
+pub mod device;
 
 pub mod autodiff;
 pub mod linear;

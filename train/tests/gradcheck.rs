@@ -185,6 +185,18 @@ fn cases() -> Vec<Case> {
             &[&[3, 4], &[5, 4], &[5]],
             |g, x| g.linear(x[0], x[1], Some(x[2])).unwrap(),
         ),
+        case(
+            "Linear over 260 rows (bias gradient as a ones·dY GEMV)",
+            F64,
+            &[&[260, 3], &[2, 3], &[2]],
+            |g, x| g.linear(x[0], x[1], Some(x[2])).unwrap(),
+        ),
+        case(
+            "Add broadcast over 2×130 leading rows (GEMV sum)",
+            F64,
+            &[&[2, 130, 3], &[3]],
+            |g, x| g.add(x[0], x[1]).unwrap(),
+        ),
         case("Gemm no transpose", F64, &[&[3, 4], &[4, 5]], |g, x| {
             g.op1(
                 Op::Gemm {
@@ -357,6 +369,12 @@ fn cases() -> Vec<Case> {
             "LayerNorm with stats outputs",
             F64,
             &[&[3, 5], &[5], &[5]],
+            |g, x| patchmix_export::vit::layer_norm(g, x[0], x[1], x[2], 1e-6, true).unwrap(),
+        ),
+        case(
+            "LayerNorm over 260 rows (scale/bias gradients as GEMVs)",
+            F64,
+            &[&[260, 4], &[4], &[4]],
             |g, x| patchmix_export::vit::layer_norm(g, x[0], x[1], x[2], 1e-6, true).unwrap(),
         ),
         case(

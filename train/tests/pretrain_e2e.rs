@@ -303,3 +303,139 @@ fn bad_pretrain_inputs_get_one_line_errors() {
         );
     }
 }
+
+/// Multi-crop (the ImageNet recipe's local crops) end to end: the loader makes the crops, the
+/// step takes them as two extra base passes, and the dump has their inputs and loss terms.
+#[test]
+fn multi_crop_step_dumps_local_crops_and_their_loss_terms() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = dir.path().join("multi.toml");
+    let run = dir.path().join("run-multi");
+    std::fs::write(
+        &cfg,
+        format!(
+            "preset = \"tiny-test\"\nframe = \"momentum\"\nlocal_crops = 2\nlocal_size = 4\nglobal_crop = 0.4\nout_dir = \"{}\"\n",
+            run.display()
+        ),
+    )
+    .unwrap();
+    let dump = dir.path().join("dump-multi");
+    let (ok, _, err) = patchmix(&[
+        "pretrain",
+        "--config",
+        cfg.to_str().unwrap(),
+        "--dump-step",
+        dump.to_str().unwrap(),
+    ]);
+    assert!(ok, "{err}");
+    let inputs =
+        patchmix_export::weights::load_safetensors(dump.join("inputs.safetensors")).unwrap();
+    let b = inputs.tensors["view1"].shape()[0];
+    for k in ["local", "local_mix"] {
+        assert_eq!(inputs.tensors[k].shape(), &[2 * b, 3, 4, 4], "{k}");
+    }
+    assert_ne!(inputs.tensors["local"], inputs.tensors["local_mix"]);
+    let after = patchmix_export::weights::load_safetensors(dump.join("after.safetensors")).unwrap();
+    // The predictor's BN ran in four passes: view1, mix2, the local crops and their mixes.
+    assert_eq!(
+        after.ints["predictor.1.num_batches_tracked"]
+            .iter()
+            .next()
+            .copied(),
+        Some(4)
+    );
+    let l: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(dump.join("losses.json")).unwrap()).unwrap();
+    let f = |k: &str| {
+        l[k].as_f64()
+            .unwrap_or_else(|| panic!("{k} missing in {l}"))
+    };
+    assert!(f("multi") > 0.0 && f("multi_mix") > 0.0, "{l}");
+    let want = f("src") + f("mix") / 2.0 + f("mix2") / 2.0 + f("multi") + f("multi_mix");
+    assert!((f("total") - want).abs() < 1e-4 * want, "{l}");
+}
+
+/// A diverging run stops at the first non-finite loss with one clear error that names the
+/// last good checkpoint, and leaves that checkpoint intact.
+#[test]
+fn a_non_finite_loss_stops_the_run_and_keeps_the_last_checkpoint() {
+    let dir = tempfile::tempdir().unwrap();
+    let run = dir.path().join("run-nan");
+    let cfg = dir.path().join("nan.toml");
+    std::fs::write(
+        &cfg,
+        format!(
+            "preset = \"tiny-test\"\nbase_lr = 1e30\nepochs = 4\nout_dir = \"{}\"\n",
+            run.display()
+        ),
+    )
+    .unwrap();
+    let (ok, _, err) = patchmix(&["pretrain", "--config", cfg.to_str().unwrap()]);
+    assert!(!ok, "a run at lr 1e30 must diverge");
+    assert!(err.contains("loss became"), "{err}");
+    assert!(err.contains("stopping"), "{err}");
+    assert!(!err.contains("panicked"), "{err}");
+    let last = std::fs::read_to_string(run.join("checkpoints").join("last"));
+    if err.contains("The last good checkpoint is none") {
+        assert!(last.is_err(), "no checkpoint was promised, none may exist");
+    } else {
+        let name = last.expect("the `last` pointer of the named checkpoint");
+        let ck = run.join("checkpoints").join(name.trim());
+        assert!(err.contains(&ck.display().to_string()), "{err}");
+        patchmix_export::weights::load_safetensors(ck.join("state.safetensors"))
+            .expect("the last good checkpoint stays loadable");
+    }
+}
+
+/// An ImageFolder dataset: images of another size than the recipe's are cropped and resized
+/// (a note says so when the dataset has one fixed size; a folder may mix sizes), while a
+/// corrupt image stops the run with one error that names the file.
+#[test]
+fn image_folders_of_any_size_train_and_a_corrupt_image_is_named() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("folder");
+    for (class, sizes) in [("a", [(12u32, 10u32), (8, 8)]), ("b", [(20, 16), (9, 13)])] {
+        std::fs::create_dir_all(data.join(class)).unwrap();
+        for i in 0..4 {
+            let (w, h) = sizes[i % 2];
+            let img = image::RgbImage::from_fn(w, h, |x, y| {
+                image::Rgb([(x * 20) as u8, (y * 15) as u8, (i * 60) as u8])
+            });
+            img.save(data.join(class).join(format!("{i}.png"))).unwrap();
+        }
+    }
+    let run = dir.path().join("run-folder");
+    let (ok, _, err) = patchmix(&[
+        "pretrain",
+        "--preset",
+        "tiny-test",
+        "--data",
+        data.to_str().unwrap(),
+        "--batch",
+        "4",
+        "--max-steps",
+        "2",
+        "--out",
+        run.to_str().unwrap(),
+        "--quiet",
+    ]);
+    assert!(ok, "mixed image sizes must train (resized): {err}");
+
+    let bad = data.join("b").join("1.png");
+    std::fs::write(&bad, b"\x89PNG\r\n\x1a\n not really a png").unwrap();
+    let (ok, _, err) = patchmix(&[
+        "pretrain",
+        "--preset",
+        "tiny-test",
+        "--data",
+        data.to_str().unwrap(),
+        "--batch",
+        "4",
+        "--out",
+        dir.path().join("run-bad").to_str().unwrap(),
+        "--quiet",
+    ]);
+    assert!(!ok, "a corrupt image must stop the run");
+    assert!(err.contains("1.png"), "the error must name the file: {err}");
+    assert!(!err.contains("panicked"), "{err}");
+}

@@ -4,9 +4,11 @@
 mod config;
 mod forward;
 mod init;
+mod resize;
 
 pub use config::{VitConfig, VitPreset};
 pub use forward::{
     EncoderOutputs, ForwardOptions, add_initializers, encoder_forward, encoder_graph, layer_norm,
 };
 pub use init::{init_weights, normal, trunc_normal, uniform};
+pub use resize::{bicubic_matrix, grid_resize_matrix, resized_pos_embed};

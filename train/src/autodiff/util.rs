@@ -1,6 +1,37 @@
 //! Helpers shared by the gradient rules.
 
-use patchmix_export::graph::{Graph, GraphError, Op, ValueId};
+use patchmix_export::graph::{DType, Graph, GraphError, Op, TensorData, ValueId};
+
+/// Row counts from which a leading-axes sum is emitted as a `MatMul` with a ones vector:
+/// ORT's CPU `ReduceSum` over the outer axis of a tall matrix is 2–3× slower than the GEMV
+/// (measured on [4160, 256], ORT 1.31.1, 2 threads: 0.20 ms vs 0.06 ms).
+const GEMV_SUM_MIN_ROWS: usize = 256;
+
+/// `Σ_rows x` for `x` of shape [R, rest…] as `ones[1, R] · reshape(x, [R, C])`, reshaped to
+/// `out_shape`. The ones vector is shared by every sum over R rows.
+fn sum_rows_by_gemv(
+    g: &mut Graph,
+    x: ValueId,
+    rows: usize,
+    cols: usize,
+    out_shape: &[usize],
+) -> Result<ValueId, GraphError> {
+    let ones_name = format!("ones_{rows}_{:?}", g.dtype(x)).to_lowercase();
+    let ones = match g.find(&ones_name) {
+        Some(v) => v,
+        None => {
+            let data = match g.dtype(x) {
+                DType::F64 => TensorData::F64(vec![1.0; rows]),
+                _ => TensorData::F32(vec![1.0; rows]),
+            };
+            g.constant(&ones_name, &[1, rows], data)
+        }
+    };
+    let x2 = g.reshape(x, &[rows as i64, cols as i64])?;
+    let s = g.matmul(ones, x2)?;
+    let shape: Vec<i64> = out_shape.iter().map(|&d| d as i64).collect();
+    g.reshape(s, &shape)
+}
 
 /// Sums a list of gradient contributions (`None` for an empty list).
 ///
@@ -45,6 +76,16 @@ pub fn unbroadcast(g: &mut Graph, grad: ValueId, target: ValueId) -> Result<Valu
         if t == 1 && gs[lead + i] != 1 {
             axes.push((lead + i) as i64);
         }
+    }
+    let only_leading = axes.iter().enumerate().all(|(i, &a)| a == i as i64);
+    let rows: usize = axes.iter().map(|&a| gs[a as usize]).product();
+    if only_leading
+        && !axes.is_empty()
+        && rows >= GEMV_SUM_MIN_ROWS
+        && matches!(g.dtype(grad), DType::F32 | DType::F64)
+    {
+        let cols: usize = gs[axes.len()..].iter().product();
+        return sum_rows_by_gemv(g, grad, rows, cols, &ts);
     }
     let reduced = if axes.is_empty() {
         grad

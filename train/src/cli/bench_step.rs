@@ -1,8 +1,9 @@
-//! `patchmix bench step`: training throughput of the compiled step in ORT (CPU), with node
-//! counts, ORT graph-optimisation levels side by side, and an optional per-op profile.
+//! `patchmix bench step`: training throughput of the compiled step in ORT (CPU or CUDA), with
+//! node counts, ORT graph-optimisation levels side by side, and an optional per-op profile.
 
 use patchmix_export::vit::VitConfig;
-use patchmix_train::session::{SessionOptions, StepSession};
+use patchmix_train::device::Device;
+use patchmix_train::session::{DeviceOptions, SessionOptions, StepSession};
 use patchmix_train::step::{Frame, StepConfig, build_step, init_state, prepare_batch};
 use rand::{RngExt, SeedableRng};
 use std::collections::BTreeMap;
@@ -12,18 +13,38 @@ use std::time::Instant;
 /// Measure training-step throughput.
 #[derive(clap::Args, Debug)]
 pub struct Args {
-    /// `small` (img 32, patch 4, D 64, depth 4, heads 4, h 512, o 128, batch 64, m 2) or
-    /// `vit-t4` (D 192, depth 12, heads 3, h 4096, o 256, batch 64).
+    /// `tiny` (img 8, patch 2, D 16, depth 2, heads 2, h 32, o 16, batch 8), `small` (img 32,
+    /// patch 4, D 64, depth 4, heads 4, h 512, o 128, batch 64, m 2), `vit-t4` (D 192, depth 12,
+    /// heads 3, h 4096, o 256, batch 64) or `vit-t2` (the CIFAR ViT-T/2 recipe: patch 2,
+    /// batch 512).
     #[arg(long, default_value = "small")]
     pub config: String,
     /// Batch size override.
     #[arg(long)]
     pub batch: Option<usize>,
-    /// Measured steps (after 2 warm-up steps).
+    /// Measured steps (after the warm-up steps).
     #[arg(long, default_value_t = 5)]
     pub steps: usize,
-    /// ORT graph optimisation levels to compare, e.g. `1,2,3`.
-    #[arg(long, default_value = "1")]
+    /// Warm-up steps before the measured ones (CUDA graphs are captured during warm-up).
+    #[arg(long, default_value_t = 2)]
+    pub warmup: usize,
+    /// Where the step runs: cpu, cuda, cuda:N or auto (CUDA if it loads, else the CPU).
+    #[arg(long, default_value = "cpu")]
+    pub device: Device,
+    /// CUDA: capture the step as a CUDA graph and replay it (ORT's `enable_cuda_graph`).
+    #[arg(long)]
+    pub cuda_graph: bool,
+    /// CUDA: allow TF32 tensor-core math for fp32 MatMul/Gemm.
+    #[arg(long)]
+    pub tf32: bool,
+    /// CPU: run the IoBinding path (fixed ping-pong state buffers) that CUDA uses.
+    #[arg(long)]
+    pub io_binding: bool,
+    /// Write the results (every step's losses, times, img/s per level) as JSON to this file.
+    #[arg(long, value_name = "FILE")]
+    pub json: Option<PathBuf>,
+    /// ORT graph optimisation levels to compare, e.g. `0,1,2,3` (the engine runs at 3).
+    #[arg(long, default_value = "3")]
     pub opt_levels: String,
     /// ORT intra-op threads (default: one per core).
     #[arg(long)]
@@ -37,6 +58,10 @@ pub struct Args {
     /// Use the momentum frame.
     #[arg(long)]
     pub momentum: bool,
+    /// Also write the step as `DIR/step.onnx` plus `DIR/feeds.safetensors` (one step's
+    /// inputs), to replay it in any ONNX Runtime.
+    #[arg(long, value_name = "DIR")]
+    pub save: Option<PathBuf>,
 }
 
 fn config(a: &Args) -> anyhow::Result<StepConfig> {
@@ -60,6 +85,23 @@ fn config(a: &Args) -> anyhow::Result<StepConfig> {
             mix: 2,
             frame,
             drop_path: a.drop_path,
+            local: None,
+        },
+        "tiny" => StepConfig {
+            vit: VitConfig {
+                img: 8,
+                patch: 2,
+                dim: 16,
+                depth: 2,
+                heads: 2,
+            },
+            hidden: 32,
+            out: 16,
+            batch: 8,
+            mix: 2,
+            frame,
+            drop_path: a.drop_path,
+            local: None,
         },
         "vit-t4" => StepConfig {
             vit: VitConfig {
@@ -75,6 +117,7 @@ fn config(a: &Args) -> anyhow::Result<StepConfig> {
             mix: 2,
             frame,
             drop_path: a.drop_path,
+            local: None,
         },
         "vit-t2" => StepConfig {
             vit: VitConfig {
@@ -90,8 +133,9 @@ fn config(a: &Args) -> anyhow::Result<StepConfig> {
             mix: 2,
             frame,
             drop_path: a.drop_path,
+            local: None,
         },
-        o => anyhow::bail!("unknown bench config `{o}`: expected small, vit-t4 or vit-t2"),
+        o => anyhow::bail!("unknown bench config `{o}`: expected tiny, small, vit-t4 or vit-t2"),
     };
     if let Some(b) = a.batch {
         c.batch = b;
@@ -170,7 +214,14 @@ pub fn run(a: Args) -> anyhow::Result<()> {
         .split(',')
         .map(|s| s.trim().parse())
         .collect::<Result<_, _>>()?;
+    let dev = DeviceOptions {
+        device: a.device,
+        cuda_graph: a.cuda_graph,
+        tf32: a.tf32,
+        io_binding: a.io_binding,
+    };
     let mut results = Vec::new();
+    let mut records = Vec::new();
     for &level in &levels {
         let opts = SessionOptions {
             threads: a.threads,
@@ -178,30 +229,84 @@ pub fn run(a: Args) -> anyhow::Result<()> {
             profile: a.profile.clone(),
         };
         let t0 = Instant::now();
-        let mut s = StepSession::new(step.clone(), &opts, &init)?;
+        let mut s = StepSession::new_on_device(step.clone(), &opts, &dev, &init)?;
         let build_s = t0.elapsed().as_secs_f64();
+        println!(
+            "device {} (requested {}), {}{}",
+            s.placement(),
+            a.device,
+            if s.is_bound() {
+                "state in fixed buffers bound through IoBinding"
+            } else {
+                "state as ORT values"
+            },
+            if a.cuda_graph && s.placement() != patchmix_train::device::Placement::Cpu {
+                ", CUDA graphs on"
+            } else {
+                ""
+            }
+        );
+        if let Some(dir) = &a.save {
+            s.save_reproducer(dir, &batches[0].inputs(1e-4, 0.05, 0.2, 0.99))?;
+            println!("wrote {}/step.onnx and feeds.safetensors", dir.display());
+        }
         let mut times = Vec::new();
-        for i in 0..a.steps + 2 {
+        let mut losses = Vec::new();
+        for i in 0..a.steps + a.warmup {
             let b = &batches[i % 2];
             let x = b.inputs(1e-4, 0.05, 0.2, 0.99);
             let t = Instant::now();
             let l = s.run(&x)?;
-            if i >= 2 {
-                times.push(t.elapsed().as_secs_f64());
+            let dt = t.elapsed().as_secs_f64();
+            if i >= a.warmup {
+                times.push(dt);
             }
             if !l.total.is_finite() {
                 anyhow::bail!("non-finite loss {l:?}");
             }
+            losses.push(l);
         }
-        times.sort_by(f64::total_cmp);
-        let med = times[times.len() / 2];
+        let mut sorted = times.clone();
+        sorted.sort_by(f64::total_cmp);
+        let med = sorted.get(sorted.len() / 2).copied().unwrap_or(f64::NAN);
         let ips = cfg.batch as f64 / med;
         println!(
             "ORT opt level {level}: session build {build_s:.1} s, median step {:.1} ms, {ips:.1} img/s",
             med * 1e3
         );
         results.push((level, ips));
+        records.push(serde_json::json!({
+            "opt_level": level,
+            "placement": s.placement().to_string(),
+            "io_binding": s.is_bound(),
+            "session_build_s": build_s,
+            "step_s": times,
+            "median_step_s": med,
+            "img_per_s": ips,
+            "losses": losses,
+        }));
         drop(s);
+    }
+    if let Some(path) = &a.json {
+        let doc = serde_json::json!({
+            "config": a.config,
+            "batch": cfg.batch,
+            "img": cfg.vit.img,
+            "patch": cfg.vit.patch,
+            "dim": cfg.vit.dim,
+            "depth": cfg.vit.depth,
+            "heads": cfg.vit.heads,
+            "hidden": cfg.hidden,
+            "out": cfg.out,
+            "parameters": step.layout.params.len(),
+            "nodes": step.graph.nodes.len(),
+            "device": a.device.to_string(),
+            "cuda_graph": a.cuda_graph,
+            "tf32": a.tf32,
+            "warmup": a.warmup,
+            "runs": records,
+        });
+        std::fs::write(path, serde_json::to_string_pretty(&doc)? + "\n")?;
     }
     if let Some(prefix) = &a.profile {
         let dir = prefix

@@ -47,9 +47,14 @@ pub struct Args {
     /// Write an ONNX Runtime profile into the run directory.
     #[arg(long)]
     pub profile: bool,
-    /// Execution device: cpu (the only one in this build of the step loop).
-    #[arg(long, default_value = "cpu")]
-    pub device: String,
+    /// Execution device: `cpu`, `cuda[:N]` (an error naming what is missing if CUDA cannot
+    /// load; never a silent fallback) or `auto` (CUDA if it loads, else CPU, saying which).
+    /// Default: the config's (`cpu`).
+    #[arg(long)]
+    pub device: Option<String>,
+    /// ORT's CUDA graph capture (CUDA only): a step becomes one graph replay.
+    #[arg(long)]
+    pub cuda_graph: bool,
     /// Hide the progress bar.
     #[arg(long)]
     pub quiet: bool,
@@ -89,6 +94,14 @@ pub fn resolve(a: &Args) -> anyhow::Result<PretrainConfig> {
     if let Some(v) = a.threads {
         c.threads = v;
     }
+    if let Some(d) = &a.device {
+        c.device = d
+            .parse()
+            .map_err(|e| anyhow::anyhow!("--device {d}: {e}"))?;
+    }
+    if a.cuda_graph {
+        c.cuda_graph = true;
+    }
     c.validate().map_err(anyhow::Error::msg)?;
     Ok(c)
 }
@@ -98,12 +111,6 @@ pub fn resolve(a: &Args) -> anyhow::Result<PretrainConfig> {
 /// # Errors
 /// Any problem as a one-line message.
 pub fn run(a: Args) -> anyhow::Result<()> {
-    if a.device != "cpu" {
-        anyhow::bail!(
-            "--device {}: this build runs the training step on the CPU execution provider only; use --device cpu",
-            a.device
-        );
-    }
     let cfg = resolve(&a)?;
     let opts = RunOptions {
         resume: a.resume.clone(),

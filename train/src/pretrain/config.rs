@@ -2,7 +2,8 @@
 //! command-line overrides, resolved into one [`PretrainConfig`] that is printed at start and
 //! saved with every checkpoint.
 
-use crate::step::{Frame, StepConfig};
+use crate::device::Device;
+use crate::step::{Frame, LocalCrops, StepConfig};
 use patchmix_export::vit::{VitConfig, VitPreset};
 use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
@@ -87,6 +88,12 @@ pub struct PretrainConfig {
     pub max_steps: Option<u64>,
     /// After training, also report kNN of a random-init encoder and of raw pixels.
     pub compare_baselines: bool,
+    /// Where the step runs: `cpu`, `cuda[:N]` (an error if CUDA cannot load) or `auto`.
+    #[serde(default)]
+    pub device: Device,
+    /// ORT's CUDA graph capture (CUDA only): a step becomes one graph replay.
+    #[serde(default)]
+    pub cuda_graph: bool,
 }
 
 /// The names of the built-in presets.
@@ -141,6 +148,8 @@ fn cifar_tiny(data: &str) -> PretrainConfig {
         knn_every: 10,
         max_steps: None,
         compare_baselines: false,
+        device: Device::Cpu,
+        cuda_graph: false,
     }
 }
 
@@ -289,6 +298,10 @@ impl PretrainConfig {
             mix: self.mix,
             frame: self.frame,
             drop_path: self.drop_path,
+            local: (self.local_crops > 0).then_some(LocalCrops {
+                count: self.local_crops,
+                img: self.local_size,
+            }),
         };
         s.validate()?;
         Ok(s)
@@ -331,9 +344,17 @@ impl PretrainConfig {
         if !(0.0..1.0).contains(&self.smoothing) {
             return Err(format!("smoothing {} must be in [0, 1)", self.smoothing));
         }
-        if self.local_crops > 0 {
+        if let Some(gc) = self.global_crop
+            && !(self.min_crop < gc && gc < 1.0)
+        {
             return Err(format!(
-                "multi-crop ({} local crops) is not supported by the step compiler yet; set local_crops = 0",
+                "global_crop {gc} must be in (min_crop = {}, 1): local crops take scale (min_crop, global_crop), global views (global_crop, 1)",
+                self.min_crop
+            ));
+        }
+        if self.local_crops > 64 {
+            return Err(format!(
+                "local_crops = {} is too many (at most 64)",
                 self.local_crops
             ));
         }

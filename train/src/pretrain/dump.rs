@@ -32,11 +32,12 @@ pub fn dump_step(t: &mut Trainer, dir: &Path) -> Result<crate::session::Losses, 
         .loader
         .batch(t.progress.epoch, t.progress.step_in_epoch as usize)
         .map_err(|e| e.to_string())?;
+    let local = super::run::local_crops(&batch);
     let (v1, v2) = (
         batch.view1.into_raw_vec_and_offset().0,
         batch.view2.into_raw_vec_and_offset().0,
     );
-    let (b, s) = t.prepare(v1, v2)?;
+    let (b, s) = t.prepare(v1, v2, local)?;
     let l = t.run_prepared(&b, &s)?;
     t.progress.global_step += 1;
     t.progress.step_in_epoch += 1;
@@ -64,10 +65,18 @@ pub fn dump_step(t: &mut Trainer, dir: &Path) -> Result<crate::session::Losses, 
     ] {
         inputs.insert(name.to_string(), ArrayD::from_elem(vec![], v as f32));
     }
+    if let (Some(lc), Some(locals)) = (&sc.local, &b.local) {
+        for (name, v) in crate::step::names::LOCAL_IMAGES.iter().zip(locals) {
+            inputs.insert(
+                name.to_string(),
+                arr(vec![lc.count * bsz, 3, lc.img, lc.img], v),
+            );
+        }
+    }
     for (pass, m) in sc.base_passes().iter().zip(&b.drop_path) {
         inputs.insert(
             format!("drop_path.{pass}"),
-            arr(vec![2 * sc.vit.depth, bsz], m),
+            arr(vec![2 * sc.vit.depth, sc.pass_rows(pass)], m),
         );
     }
     let mut ints = IntStateDict::new();
@@ -80,7 +89,11 @@ pub fn dump_step(t: &mut Trainer, dir: &Path) -> Result<crate::session::Losses, 
     }
     save_safetensors_with_ints(dir.join("inputs.safetensors"), &inputs, &ints, None)
         .map_err(|e| e.to_string())?;
-    let json = serde_json::json!({"src": l.src, "mix": l.mix, "mix2": l.mix2, "total": l.total});
+    let json = if sc.local.is_some() {
+        serde_json::json!({"src": l.src, "mix": l.mix, "mix2": l.mix2, "multi": l.multi, "multi_mix": l.multi_mix, "total": l.total})
+    } else {
+        serde_json::json!({"src": l.src, "mix": l.mix, "mix2": l.mix2, "total": l.total})
+    };
     patchmix_export::atomic::write_atomic(
         &dir.join("losses.json"),
         serde_json::to_string_pretty(&json)

@@ -5,10 +5,10 @@ use super::checkpoint::{Progress, read_checkpoint, resolve_resume, write_checkpo
 use super::config::PretrainConfig;
 use super::metrics::Metrics;
 use super::monitor::{encoder_weights, knn_eval, ort_encoder};
-use crate::augment::{AugmentConfig, Pipeline};
+use crate::augment::{AugmentConfig, MultiCrop, Pipeline};
 use crate::data::{Loader, LoaderConfig};
-use crate::session::{HostState, Losses, SessionOptions, StepSession};
-use crate::step::{PreparedBatch, StepGraph, build_step, init_state, prepare_batch};
+use crate::session::{DeviceOptions, HostState, Losses, SessionOptions, StepSession};
+use crate::step::{PreparedBatch, StepGraph, build_step, init_state, prepare_batch_with_local};
 use patchmix_core::{cosine_schedule, momentum_schedule, temperature_schedule};
 use patchmix_export::data::{Dataset, DatasetRef};
 use serde_json::json;
@@ -114,6 +114,23 @@ fn check_run_dir(dir: &Path) -> Result<(), String> {
 }
 
 /// The seed of step `global_step`'s PatchMix permutations and drop-path masks.
+/// The area fraction separating local from global crops when multi-crop is on and the
+/// config leaves `global_crop` unset (the ImageNet recipe's 0.35).
+pub const DEFAULT_GLOBAL_CROP: f64 = 0.35;
+
+/// A loader batch's local crops stacked crop-major (row j·B + b is crop j of image b), as
+/// the step's `local` input; `None` without multi-crop.
+pub fn local_crops(batch: &crate::data::Batch) -> Option<Vec<f32>> {
+    if batch.locals.is_empty() {
+        return None;
+    }
+    let mut v = Vec::with_capacity(batch.locals.iter().map(|a| a.len()).sum());
+    for a in &batch.locals {
+        v.extend(a.iter());
+    }
+    Some(v)
+}
+
 pub fn step_seed(seed: u64, global_step: u64) -> u64 {
     crate::data::sample_seed(seed ^ 0x5041_5443_484d_4958, global_step, 0)
 }
@@ -148,8 +165,15 @@ impl Trainer {
                 cfg.data, cfg.img
             );
         }
-        let pipeline = Pipeline::new(AugmentConfig::new(cfg.img as u32, cfg.min_crop))
-            .map_err(|e| e.to_string())?;
+        let mut aug = AugmentConfig::new(cfg.img as u32, cfg.min_crop);
+        if cfg.local_crops > 0 {
+            aug.multi_crop = Some(MultiCrop {
+                n_local: cfg.local_crops,
+                local_size: cfg.local_size as u32,
+                global_crop: cfg.global_crop.unwrap_or(DEFAULT_GLOBAL_CROP),
+            });
+        }
+        let pipeline = Pipeline::new(aug).map_err(|e| e.to_string())?;
         let loader = Loader::new(
             Arc::new(ds),
             pipeline,
@@ -164,7 +188,7 @@ impl Trainer {
         let step: StepGraph = build_step(&sc).map_err(|e| e.to_string())?;
         let sopts = SessionOptions {
             threads: (cfg.threads > 0).then_some(cfg.threads),
-            opt_level: 1,
+            opt_level: SessionOptions::default().opt_level,
             profile: opts.profile.then(|| cfg.out_dir.join("ort-profile")),
         };
         let resume_dir = match &opts.resume {
@@ -200,7 +224,13 @@ impl Trainer {
                 },
             ),
         };
-        let session = StepSession::new(step, &sopts, &state).map_err(|e| e.to_string())?;
+        let dev = DeviceOptions {
+            device: cfg.device,
+            cuda_graph: cfg.cuda_graph,
+            ..DeviceOptions::default()
+        };
+        let session = StepSession::new_on_device(step, &sopts, &dev, &state)
+            .map_err(|e| format!("--device {}: {e}", cfg.device))?;
         Ok(Trainer {
             cfg: cfg.clone(),
             loader,
@@ -213,13 +243,19 @@ impl Trainer {
     ///
     /// # Errors
     /// Data, schedule or engine errors.
-    pub fn step(&mut self, view1: Vec<f32>, view2: Vec<f32>) -> Result<(Losses, Scalars), String> {
-        let (b, s) = self.prepare(view1, view2)?;
+    pub fn step(
+        &mut self,
+        view1: Vec<f32>,
+        view2: Vec<f32>,
+        local: Option<Vec<f32>>,
+    ) -> Result<(Losses, Scalars), String> {
+        let (b, s) = self.prepare(view1, view2, local)?;
         let l = self.run_prepared(&b, &s)?;
         Ok((l, s))
     }
 
     /// The next step's inputs (PatchMix images, targets, drop-path masks) and schedule values.
+    /// `local` holds the multi-crop local crops, crop-major (see [`local_crops`]).
     ///
     /// # Errors
     /// Data or schedule errors.
@@ -227,6 +263,7 @@ impl Trainer {
         &self,
         view1: Vec<f32>,
         view2: Vec<f32>,
+        local: Option<Vec<f32>>,
     ) -> Result<(PreparedBatch, Scalars), String> {
         let spe = self.loader.steps_per_epoch() as u64;
         let s = scalars(
@@ -237,7 +274,7 @@ impl Trainer {
         )?;
         let sc = &self.session.step_graph().config;
         let seed = step_seed(self.cfg.seed, self.progress.global_step);
-        let b = prepare_batch(sc, view1, view2, seed, self.cfg.smoothing)?;
+        let b = prepare_batch_with_local(sc, view1, view2, local, seed, self.cfg.smoothing)?;
         Ok((b, s))
     }
 
@@ -326,11 +363,12 @@ pub fn run_pretrain(cfg: &PretrainConfig, opts: &RunOptions) -> Result<RunSummar
                 .next()
                 .ok_or("the loader ended early")?
                 .map_err(|e| e.to_string())?;
+            let local = local_crops(&batch);
             let (v1, v2) = (
                 batch.view1.into_raw_vec_and_offset().0,
                 batch.view2.into_raw_vec_and_offset().0,
             );
-            let (l, s) = t.step(v1, v2)?;
+            let (l, s) = t.step(v1, v2, local)?;
             let secs = timer.elapsed().as_secs_f64();
             timer = Instant::now();
             if !l.total.is_finite() {
@@ -348,10 +386,16 @@ pub fn run_pretrain(cfg: &PretrainConfig, opts: &RunOptions) -> Result<RunSummar
             let ips = cfg.batch as f64 / secs.max(1e-9);
             metrics.log(&json!({
                 "step": t.progress.global_step, "epoch": epoch, "loss": l.total, "src": l.src, "mix": l.mix, "mix2": l.mix2,
+                "multi": l.multi, "multi_mix": l.multi_mix,
                 "lr": s.lr, "wd": s.wd, "tau": s.tau, "mu": s.mu, "img_per_s": ips,
             }))?;
+            let multi = if cfg.local_crops > 0 {
+                format!(" multi {:.3} multi-mix {:.3}", l.multi, l.multi_mix)
+            } else {
+                String::new()
+            };
             bar.set_message(format!(
-                "loss {:.4} (src {:.3} mix {:.3} mix2 {:.3}) {:.0} img/s",
+                "loss {:.4} (src {:.3} mix {:.3} mix2 {:.3}{multi}) {:.0} img/s",
                 l.total, l.src, l.mix, l.mix2, ips
             ));
             bar.inc(1);
@@ -375,8 +419,13 @@ pub fn run_pretrain(cfg: &PretrainConfig, opts: &RunOptions) -> Result<RunSummar
             }
         }
         if let Some(l) = last {
+            let multi = if cfg.local_crops > 0 {
+                format!(", multi {:.4}, multi-mix {:.4}", l.multi, l.multi_mix)
+            } else {
+                String::new()
+            };
             eprintln!(
-                "epoch {done}/{}: loss {:.4} (src {:.4}, mix {:.4}, mix2 {:.4}){knn_line}",
+                "epoch {done}/{}: loss {:.4} (src {:.4}, mix {:.4}, mix2 {:.4}{multi}){knn_line}",
                 cfg.epochs, l.total, l.src, l.mix, l.mix2
             );
         }

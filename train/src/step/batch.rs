@@ -21,6 +21,8 @@ pub struct PreparedBatch {
     pub drop_path: Vec<Vec<f32>>,
     /// The two permutations used for mix1 and mix2.
     pub perms: [Vec<u32>; 2],
+    /// Multi-crop: the local crops and their PatchMix (n·B·3·l·l each, crop-major).
+    pub local: Option<[Vec<f32>; 2]>,
 }
 
 impl PreparedBatch {
@@ -39,6 +41,10 @@ impl PreparedBatch {
             temperature,
             momentum,
             drop_path: self.drop_path.iter().map(|v| v.as_slice()).collect(),
+            local: self
+                .local
+                .as_ref()
+                .map(|[l, m]| [l.as_slice(), m.as_slice()]),
         }
     }
 }
@@ -52,6 +58,23 @@ pub fn prepare_batch(
     cfg: &StepConfig,
     view1: Vec<f32>,
     view2: Vec<f32>,
+    seed: u64,
+    smoothing: f64,
+) -> Result<PreparedBatch, String> {
+    prepare_batch_with_local(cfg, view1, view2, None, seed, smoothing)
+}
+
+/// [`prepare_batch`] with multi-crop local crops (n·B·3·l·l, crop-major: row j·B + b is crop
+/// j of image b). Each crop j is mixed with its own permutation, as the original calls its
+/// mixer once per crop; the mix targets do not depend on the permutation.
+///
+/// # Errors
+/// As [`prepare_batch`], and local crops that do not match the configuration.
+pub fn prepare_batch_with_local(
+    cfg: &StepConfig,
+    view1: Vec<f32>,
+    view2: Vec<f32>,
+    local: Option<Vec<f32>>,
     seed: u64,
     smoothing: f64,
 ) -> Result<PreparedBatch, String> {
@@ -77,6 +100,36 @@ pub fn prepare_batch(
         perms.push(plan.perm().to_vec());
         mixed.push(out);
     }
+    let local = match (&cfg.local, local) {
+        (None, None) => None,
+        (Some(_), None) => return Err("the step has local crops but the batch has none".into()),
+        (None, Some(_)) => {
+            return Err("the batch has local crops but the step was built without them".into());
+        }
+        (Some(lc), Some(crops)) => {
+            let per = 3 * lc.img * lc.img;
+            if crops.len() != lc.count * b * per {
+                return Err(format!(
+                    "local crops have {} values, expected {} ({} crops × B={b} × 3×{}×{})",
+                    crops.len(),
+                    lc.count * b * per,
+                    lc.count,
+                    lc.img,
+                    lc.img
+                ));
+            }
+            let lgrid = lc.img / cfg.vit.patch;
+            let lshape = ImageShape::square(3, lc.img);
+            let mut mixed = vec![0.0f32; crops.len()];
+            for (src, dst) in crops.chunks(b * per).zip(mixed.chunks_mut(b * per)) {
+                let plan = MixPlan::from_seed(b, lgrid, cfg.mix, rng.random::<u64>())
+                    .map_err(|e| e.to_string())?;
+                plan.apply_nchw(lshape, src, dst)
+                    .map_err(|e| e.to_string())?;
+            }
+            Some([crops, mixed])
+        }
+    };
     let spec = LabelSpec::single(b, smoothing).map_err(|e| e.to_string())?;
     let t_src: Vec<f32> = origin_targets(&spec).map_err(|e| e.to_string())?;
     let t_mix: Vec<f32> = mix_to_origin_targets(&spec, cfg.mix).map_err(|e| e.to_string())?;
@@ -85,12 +138,13 @@ pub fn prepare_batch(
         let rates = cfg.drop_path_rates();
         cfg.base_passes()
             .iter()
-            .map(|_| {
-                let mut v = Vec::with_capacity(2 * rates.len() * b);
+            .map(|pass| {
+                let rows = cfg.pass_rows(pass);
+                let mut v = Vec::with_capacity(2 * rates.len() * rows);
                 for &r in &rates {
                     for _ in 0..2 {
                         let keep = 1.0 - r;
-                        for _ in 0..b {
+                        for _ in 0..rows {
                             let kept = rng.random::<f32>() < keep;
                             v.push(if kept { 1.0 / keep } else { 0.0 });
                         }
@@ -111,5 +165,6 @@ pub fn prepare_batch(
         targets: [t_src, t_mix, t_mix2],
         drop_path,
         perms: [p1, p2],
+        local,
     })
 }

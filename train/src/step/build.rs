@@ -8,7 +8,7 @@ use super::layout::{StateLayout, predictor_layers, projector_layers};
 use super::loss::{scalar_input, soft_ce};
 use crate::autodiff::backward;
 use patchmix_export::graph::{DType, Graph, GraphError, Op, Shape, ValueId};
-use patchmix_export::vit::{ForwardOptions, encoder_forward};
+use patchmix_export::vit::{ForwardOptions, VitConfig, encoder_forward, resized_pos_embed};
 use std::collections::BTreeMap;
 
 /// Graph input and output names of the step.
@@ -49,6 +49,10 @@ pub mod names {
     ];
     /// Loss outputs.
     pub const LOSSES: [&str; 4] = ["loss_src", "loss_mix", "loss_mix2", "loss"];
+    /// Multi-crop inputs: the local crops and their PatchMix [n·B, 3, l, l] (crop-major).
+    pub const LOCAL_IMAGES: [&str; 2] = ["local", "local_mix"];
+    /// Multi-crop loss outputs.
+    pub const LOSS_MULTI: [&str; 2] = ["loss_multi", "loss_multi_mix"];
 }
 
 /// A compiled step.
@@ -84,6 +88,7 @@ fn encoder_params(all: &BTreeMap<String, ValueId>, prefix: &str) -> BTreeMap<Str
 /// let cfg = StepConfig {
 ///     vit: VitConfig { img: 8, patch: 4, dim: 8, depth: 1, heads: 2 },
 ///     hidden: 16, out: 8, batch: 4, mix: 2, frame: Frame::NoMomentum, drop_path: 0.0,
+///     local: None,
 /// };
 /// let step = build_step(&cfg).unwrap();
 /// assert_eq!(step.graph.outputs.len(), 8);
@@ -110,6 +115,12 @@ pub fn build_step(cfg: &StepConfig) -> Result<StepGraph, GraphError> {
         .iter()
         .map(|n| f32v(&mut g, n, &[b, b]))
         .collect();
+    let locals: Option<Vec<ValueId>> = cfg.local.map(|l| {
+        names::LOCAL_IMAGES
+            .iter()
+            .map(|n| f32v(&mut g, n, &[l.count * b, 3, l.img, l.img]))
+            .collect()
+    });
     let lr = scalar_input(&mut g, names::LR);
     let wd = scalar_input(&mut g, names::WD);
     let step = scalar_input(&mut g, names::STEP);
@@ -121,7 +132,7 @@ pub fn build_step(cfg: &StepConfig) -> Result<StepGraph, GraphError> {
             let v = f32v(
                 &mut g,
                 &format!("{}{pass}", names::DROP_PATH_PREFIX),
-                &[2 * cfg.vit.depth, b, 1, 1],
+                &[2 * cfg.vit.depth, cfg.pass_rows(pass), 1, 1],
             );
             drop_masks.insert(pass, v);
         }
@@ -169,6 +180,28 @@ pub fn build_step(cfg: &StepConfig) -> Result<StepGraph, GraphError> {
     };
 
     let base_enc = encoder_params(&params, "base_encoder.");
+    // Local crops see the base encoder with its position embedding resized to their grid.
+    let local_enc = match &cfg.local {
+        Some(l) => {
+            let mut enc = base_enc.clone();
+            let resized = g.scoped("local_pos_embed", |g| {
+                resized_pos_embed(
+                    g,
+                    base_enc["pos_embed"],
+                    cfg.vit.grid(),
+                    l.img / cfg.vit.patch,
+                    cfg.vit.dim,
+                )
+            })?;
+            enc.insert("pos_embed".into(), resized);
+            let vit = VitConfig {
+                img: l.img,
+                ..cfg.vit
+            };
+            Some((vit, enc))
+        }
+        None => None,
+    };
     let proj = projector_layers(cfg);
     let pred = predictor_layers(cfg);
     let pass_masks = |g: &mut Graph, pass: &str| -> Result<Option<Vec<ValueId>>, GraphError> {
@@ -186,7 +219,7 @@ pub fn build_step(cfg: &StepConfig) -> Result<StepGraph, GraphError> {
         )?;
         parts
             .into_iter()
-            .map(|p| g.reshape(p, &[b as i64, 1, 1]))
+            .map(|p| g.reshape(p, &[cfg.pass_rows(pass) as i64, 1, 1]))
             .collect::<Result<Vec<_>, _>>()
             .map(Some)
     };
@@ -197,6 +230,10 @@ pub fn build_step(cfg: &StepConfig) -> Result<StepGraph, GraphError> {
                      x: ValueId,
                      with_pred: bool|
      -> Result<(ValueId, Option<ValueId>), GraphError> {
+        let (vit, enc) = match (&local_enc, pass) {
+            (Some((vit, enc)), "local" | "local_mix") => (vit, enc),
+            _ => (&cfg.vit, &base_enc),
+        };
         g.scoped(pass, |g| {
             let drop_path = pass_masks(g, pass)?;
             let opts = ForwardOptions {
@@ -205,9 +242,7 @@ pub fn build_step(cfg: &StepConfig) -> Result<StepGraph, GraphError> {
                 training: true,
             };
             let feats = g
-                .scoped("base_encoder", |g| {
-                    encoder_forward(g, &cfg.vit, &base_enc, x, &opts)
-                })?
+                .scoped("base_encoder", |g| encoder_forward(g, vit, enc, x, &opts))?
                 .cls;
             let k = g.scoped("head", |g| {
                 mlp_head(g, feats, "base_encoder.head", &proj, &params, stats)
@@ -267,7 +302,18 @@ pub fn build_step(cfg: &StepConfig) -> Result<StepGraph, GraphError> {
         }
     };
 
-    let (l_src, l_mix, l_mix2, total) = g.scoped("loss", |g| -> Result<_, GraphError> {
+    // Multi-crop: the local crops and their PatchMix through the base encoder, projector and
+    // predictor (BN statistics over all n·B rows, after mix2, as the original's order).
+    let local_q = match (&locals, &cfg.local) {
+        (Some(x), Some(l)) => {
+            let (_, lq) = base_pass(&mut g, &mut stats, "local", x[0], true)?;
+            let (_, lmq) = base_pass(&mut g, &mut stats, "local_mix", x[1], true)?;
+            Some((lq.expect("pred"), lmq.expect("pred"), l.count))
+        }
+        _ => None,
+    };
+
+    let (l_src, l_mix, l_mix2, mut total) = g.scoped("loss", |g| -> Result<_, GraphError> {
         let l_src = soft_ce(g, q1, k2, targets[0], tau)?;
         let l_mix = soft_ce(g, q_m2, k1, targets[1], tau)?;
         let l_mix2 = soft_ce(g, q_m2, k_m1, targets[2], tau)?;
@@ -277,6 +323,34 @@ pub fn build_step(cfg: &StepConfig) -> Result<StepGraph, GraphError> {
         let total = g.add(s, half_mix2)?;
         Ok((l_src, l_mix, l_mix2, total))
     })?;
+    // The original's multi-crop terms: (1/n)·Σ_j [CE(q_j, k1, I) + CE(q_j, k2, I)] and the same
+    // for the mixed crops with T_mix. A row-mean over the n·B stacked crops against the
+    // targets tiled n times is exactly (1/n)·Σ_j of the per-crop means.
+    let multi = match local_q {
+        Some((lq, lmq, n)) => Some(g.scoped("loss_multi", |g| -> Result<_, GraphError> {
+            let tile = |g: &mut Graph, t: ValueId| {
+                if n == 1 {
+                    Ok(t)
+                } else {
+                    g.op1(Op::Concat { axis: 0 }, &vec![t; n])
+                }
+            };
+            let eye_n = tile(g, targets[0])?;
+            let mix_n = tile(g, targets[1])?;
+            let a = soft_ce(g, lq, k1, eye_n, tau)?;
+            let c = soft_ce(g, lq, k2, eye_n, tau)?;
+            let multi = g.add(a, c)?;
+            let a = soft_ce(g, lmq, k1, mix_n, tau)?;
+            let c = soft_ce(g, lmq, k2, mix_n, tau)?;
+            let multi_mix = g.add(a, c)?;
+            Ok((multi, multi_mix))
+        })?),
+        None => None,
+    };
+    if let Some((m, mm)) = multi {
+        let t = g.add(total, m)?;
+        total = g.add(t, mm)?;
+    }
 
     // Backward with respect to every parameter view, then one flat gradient.
     let wrt: Vec<ValueId> = layout
@@ -322,6 +396,10 @@ pub fn build_step(cfg: &StepConfig) -> Result<StepGraph, GraphError> {
     }
     for (name, v) in names::LOSSES.iter().zip([l_src, l_mix, l_mix2, total]) {
         g.output(v, name);
+    }
+    if let Some((m, mm)) = multi {
+        g.output(m, names::LOSS_MULTI[0]);
+        g.output(mm, names::LOSS_MULTI[1]);
     }
     Ok(StepGraph {
         graph: g,

@@ -29,6 +29,28 @@ pub struct StepConfig {
     pub frame: Frame,
     /// Maximum drop-path rate (linearly increasing over blocks); 0 disables drop path.
     pub drop_path: f32,
+    /// Multi-crop local crops (the ImageNet recipe), or `None`.
+    #[serde(default)]
+    pub local: Option<LocalCrops>,
+}
+
+/// The multi-crop local crops: `count` crops of `img`×`img` pixels per image. They go through
+/// the base encoder (with its position embedding bicubically resized to the local grid, as
+/// the original's `interpolate_pos_encoding`), the projector and the predictor, as two extra
+/// passes of n·B rows (the crops, then their PatchMix), and add the original's two loss terms.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct LocalCrops {
+    /// Crops per image n.
+    pub count: usize,
+    /// Crop side in pixels (a multiple of the patch size).
+    pub img: usize,
+}
+
+impl LocalCrops {
+    /// Tokens per local crop (without the CLS token).
+    pub fn tokens(&self, patch: usize) -> usize {
+        (self.img / patch) * (self.img / patch)
+    }
 }
 
 impl StepConfig {
@@ -47,12 +69,29 @@ impl StepConfig {
     }
 
     /// Base-encoder passes that take drop-path masks: v1, v2, mix1, mix2 without a momentum
-    /// encoder; v1 and mix2 with one.
-    pub fn base_passes(&self) -> &'static [&'static str] {
-        match self.frame {
-            Frame::NoMomentum => &["view1", "view2", "mix1", "mix2"],
-            Frame::Momentum => &["view1", "mix2"],
+    /// encoder; v1 and mix2 with one; then `local` and `local_mix` with local crops.
+    pub fn base_passes(&self) -> Vec<&'static str> {
+        let mut p: Vec<&'static str> = match self.frame {
+            Frame::NoMomentum => vec!["view1", "view2", "mix1", "mix2"],
+            Frame::Momentum => vec!["view1", "mix2"],
+        };
+        if self.local.is_some() {
+            p.extend(["local", "local_mix"]);
         }
+        p
+    }
+
+    /// Rows (images) of a pass: n·B for the local passes, B otherwise.
+    pub fn pass_rows(&self, pass: &str) -> usize {
+        match (&self.local, pass) {
+            (Some(l), "local" | "local_mix") => l.count * self.batch,
+            _ => self.batch,
+        }
+    }
+
+    /// Local crops per image (0 without multi-crop).
+    pub fn local_count(&self) -> usize {
+        self.local.map_or(0, |l| l.count)
     }
 
     /// Whether drop-path mask inputs exist.
@@ -81,6 +120,26 @@ impl StepConfig {
         }
         if self.hidden == 0 || self.out == 0 {
             return Err("hidden and out widths must be > 0".into());
+        }
+        if let Some(l) = &self.local {
+            let p = self.vit.patch;
+            if l.count == 0 {
+                return Err("local crops: count must be ≥ 1 (or turn multi-crop off)".into());
+            }
+            if l.img < p || l.img % p != 0 {
+                return Err(format!(
+                    "local crop size {} must be a positive multiple of the patch size {p}",
+                    l.img
+                ));
+            }
+            if self.mix > l.tokens(p) {
+                return Err(format!(
+                    "mix m = {} exceeds the {} tokens of a {}-pixel local crop",
+                    self.mix,
+                    l.tokens(p),
+                    l.img
+                ));
+            }
         }
         if !(0.0..1.0).contains(&self.drop_path) {
             return Err(format!("drop path {} must be in [0, 1)", self.drop_path));

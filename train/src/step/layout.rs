@@ -185,6 +185,9 @@ impl StateLayout {
             Frame::NoMomentum => (4, 2, 0),
             Frame::Momentum => (2, 2, 3),
         };
+        // Multi-crop adds two base passes with the predictor (the crops and their mixes).
+        let extra = if cfg.local.is_some() { 2 } else { 0 };
+        let (proj, pred) = (proj + extra, pred + extra);
         for (p, _) in head_bns("base_encoder.head", &projector_layers(cfg)) {
             v.push((p, proj));
         }

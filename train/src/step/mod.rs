@@ -11,9 +11,9 @@ mod layout;
 mod loss;
 
 pub use adamw::{AdamInputs, BETA1, BETA2, EPS, adamw};
-pub use batch::{PreparedBatch, prepare_batch};
+pub use batch::{PreparedBatch, prepare_batch, prepare_batch_with_local};
 pub use build::{StepGraph, build_step, names};
-pub use config::{Frame, StepConfig};
+pub use config::{Frame, LocalCrops, StepConfig};
 pub use heads::{
     BN_EPS, BN_MOMENTUM, RunningStats, batch_norm_train, flatten, mlp_head, unflatten,
 };

@@ -147,7 +147,6 @@ pub fn layer_norm(
     let rank = g.shape(x).rank();
     let a = norm_axis(axis, rank)?;
     let norm_axes: Vec<i64> = (a as i64..rank as i64).collect();
-    let lead_axes: Vec<i64> = (0..a as i64).collect();
     let (mean, inv) = if n.outputs.len() == 3 {
         // The statistics are f32 (stash_type 1); bring them to the input's type.
         let xt = g.dtype(x);
@@ -182,23 +181,16 @@ pub fn layer_norm(
     } else {
         None
     };
-    let reduce_lead = |g: &mut Graph, v: ValueId| -> Result<ValueId, GraphError> {
-        if lead_axes.is_empty() {
-            Ok(v)
-        } else {
-            g.reduce_sum(v, &lead_axes, false)
-        }
-    };
+    // Σ over the leading axes, back to the shape of the scale and the bias.
     let dw = if needs[1] {
         let t = g.mul(d, xhat)?;
-        Some(reduce_lead(g, t)?)
+        Some(unbroadcast(g, t, w)?)
     } else {
         None
     };
-    let db = if needs[2] {
-        Some(reduce_lead(g, d)?)
-    } else {
-        None
+    let db = match n.inputs.get(2) {
+        Some(&b) if needs.get(2).copied().unwrap_or(false) => Some(unbroadcast(g, d, b)?),
+        _ => None,
     };
     Ok(vec![dx, dw, db])
 }
