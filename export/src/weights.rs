@@ -328,6 +328,27 @@ pub fn serialize_safetensors(
     serialize_named(Path::new(MEMORY_NAME), tensors, ints, metadata)
 }
 
+/// A safetensors file without tensors. `safetensors` 0.8 writes `{},"__metadata__":{…}}` (not
+/// JSON) for an empty tensor list with metadata, so this header is written here: the metadata
+/// map (if any) as JSON, space-padded to 8 bytes, after its little-endian length.
+fn empty_file_bytes(metadata: Option<&Metadata>) -> Vec<u8> {
+    let mut header = serde_json::Map::new();
+    if let Some(m) = metadata.filter(|m| !m.is_empty()) {
+        let map = m
+            .iter()
+            .map(|(k, v)| (k.clone(), serde_json::Value::String(v.clone())))
+            .collect();
+        header.insert("__metadata__".into(), serde_json::Value::Object(map));
+    }
+    let mut text = serde_json::Value::Object(header).to_string();
+    while !text.len().is_multiple_of(8) {
+        text.push(' ');
+    }
+    let mut bytes = (text.len() as u64).to_le_bytes().to_vec();
+    bytes.extend_from_slice(text.as_bytes());
+    bytes
+}
+
 fn serialize_named(
     path: &Path,
     tensors: &StateDict,
@@ -339,6 +360,9 @@ fn serialize_named(
             path: path.to_path_buf(),
             reason: format!("tensor `{dup}` is present both as a float and as an integer tensor"),
         });
+    }
+    if tensors.is_empty() && ints.is_empty() {
+        return Ok(empty_file_bytes(metadata));
     }
     let items = tensors
         .iter()

@@ -7,7 +7,7 @@ use std::path::Path;
 
 use ndarray::{ArrayD, IxDyn};
 use patchmix_export::weights::{
-    EncoderSource, IntStateDict, StateDict, WeightsError, check_against, diff_against,
+    EncoderSource, IntStateDict, Metadata, StateDict, WeightsError, check_against, diff_against,
     load_encoder, load_safetensors, load_safetensors_bytes, save_safetensors,
     save_safetensors_with_ints, select_encoder, serialize_safetensors, timm_vit_shapes,
 };
@@ -486,4 +486,25 @@ fn atomic_write_replaces_only_on_success() {
         msg.contains("cannot create a temporary file for") && msg.contains("nope"),
         "{msg}"
     );
+}
+
+/// A file without tensors round-trips, with and without metadata (found by the `load_weights`
+/// fuzz target: `safetensors` 0.8 serialises an empty tensor list with metadata as
+/// `{},"__metadata__":{…}}`, which no reader accepts).
+#[test]
+fn files_without_tensors_round_trip_with_metadata() {
+    let fuzzed: &[u8] = b"\x07\0\0\0\0\0\0\0{}\n\t\t\n\t";
+    let parsed = load_safetensors_bytes(fuzzed).unwrap();
+    assert!(parsed.tensors.is_empty() && parsed.metadata.is_empty());
+    for meta in [
+        Metadata::new(),
+        Metadata::from([("format".to_string(), "pt \"quoted\"".to_string())]),
+    ] {
+        let bytes =
+            serialize_safetensors(&StateDict::new(), &IntStateDict::new(), Some(&meta)).unwrap();
+        assert!((bytes.len() - 8).is_multiple_of(8));
+        let back = load_safetensors_bytes(&bytes).unwrap();
+        assert!(back.tensors.is_empty() && back.ints.is_empty());
+        assert_eq!(back.metadata, meta);
+    }
 }

@@ -850,24 +850,12 @@ impl StepSession {
 mod tests {
     use super::*;
     use crate::step::{LocalCrops, StepConfig};
-    use patchmix_export::vit::VitConfig;
 
     fn cfg(frame: Frame, drop_path: f32, local: Option<LocalCrops>) -> StepConfig {
         StepConfig {
-            vit: VitConfig {
-                img: 8,
-                patch: 2,
-                dim: 16,
-                depth: 2,
-                heads: 2,
-            },
-            hidden: 32,
-            out: 16,
             batch: 4,
-            mix: 2,
-            frame,
-            drop_path,
             local,
+            ..StepConfig::tiny(frame, drop_path)
         }
     }
 

@@ -6,7 +6,6 @@
 //! same losses and state as the plain path.
 
 use patchmix_export::runtime::ort_env::{self, CUDA_PROVIDER_LIB, SHARED_PROVIDER_LIB};
-use patchmix_export::vit::VitConfig;
 use patchmix_train::device::{Device, DeviceError, Placement, preflight_cuda_with};
 use patchmix_train::session::{DeviceOptions, EngineError, HostState, SessionOptions, StepSession};
 use patchmix_train::step::{Frame, StepConfig, build_step, init_state, prepare_batch};
@@ -120,22 +119,7 @@ fn a_bogus_device_is_rejected_with_the_accepted_forms() {
 }
 
 fn tiny(frame: Frame, drop_path: f32) -> StepConfig {
-    StepConfig {
-        vit: VitConfig {
-            img: 8,
-            patch: 2,
-            dim: 16,
-            depth: 2,
-            heads: 2,
-        },
-        hidden: 32,
-        out: 16,
-        batch: 8,
-        mix: 2,
-        frame,
-        drop_path,
-        local: None,
-    }
+    StepConfig::tiny(frame, drop_path)
 }
 
 #[test]

@@ -1,7 +1,6 @@
 //! The compiled training step run through ONNX Runtime (CPU): the whole-step gradient against
 //! finite differences, the loss falling on synthetic data, determinism, and both frames.
 
-use patchmix_export::vit::VitConfig;
 use patchmix_train::session::{HostState, SessionOptions, StepSession};
 use patchmix_train::step::{
     BETA1, Frame, LocalCrops, StepConfig, build_step, init_state, prepare_batch,
@@ -11,22 +10,7 @@ use rand::{RngExt, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
 fn tiny(frame: Frame, drop_path: f32) -> StepConfig {
-    StepConfig {
-        vit: VitConfig {
-            img: 8,
-            patch: 2,
-            dim: 16,
-            depth: 2,
-            heads: 2,
-        },
-        hidden: 32,
-        out: 16,
-        batch: 8,
-        mix: 2,
-        frame,
-        drop_path,
-        local: None,
-    }
+    StepConfig::tiny(frame, drop_path)
 }
 
 /// A synthetic dataset: 8 smooth prototype images; a sample is a prototype plus noise, so two

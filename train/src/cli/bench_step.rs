@@ -87,22 +87,7 @@ fn config(a: &Args) -> anyhow::Result<StepConfig> {
             drop_path: a.drop_path,
             local: None,
         },
-        "tiny" => StepConfig {
-            vit: VitConfig {
-                img: 8,
-                patch: 2,
-                dim: 16,
-                depth: 2,
-                heads: 2,
-            },
-            hidden: 32,
-            out: 16,
-            batch: 8,
-            mix: 2,
-            frame,
-            drop_path: a.drop_path,
-            local: None,
-        },
+        "tiny" => StepConfig::tiny(frame, a.drop_path),
         "vit-t4" => StepConfig {
             vit: VitConfig {
                 img: 32,

@@ -54,6 +54,36 @@ impl LocalCrops {
 }
 
 impl StepConfig {
+    /// The smallest useful step (img 8, patch 2, D 16, depth 2, heads 2, h 32, o 16, B 8,
+    /// m 2, no local crops): for tests and smoke benchmarks (`patchmix bench step --config
+    /// tiny`).
+    ///
+    /// # Examples
+    /// ```
+    /// use patchmix_train::step::{Frame, StepConfig};
+    /// let c = StepConfig::tiny(Frame::Momentum, 0.1);
+    /// assert!(c.validate().is_ok());
+    /// assert_eq!(c.vit.tokens(), 16);
+    /// ```
+    pub fn tiny(frame: Frame, drop_path: f32) -> StepConfig {
+        StepConfig {
+            vit: VitConfig {
+                img: 8,
+                patch: 2,
+                dim: 16,
+                depth: 2,
+                heads: 2,
+            },
+            hidden: 32,
+            out: 16,
+            batch: 8,
+            mix: 2,
+            frame,
+            drop_path,
+            local: None,
+        }
+    }
+
     /// The per-block drop-path rates `rate·i/(depth−1)` (timm's `linspace(0, rate, depth)`).
     pub fn drop_path_rates(&self) -> Vec<f32> {
         let d = self.vit.depth;
