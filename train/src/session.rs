@@ -729,69 +729,33 @@ impl StepSession {
         use ndarray::ArrayD;
         let io = |e: &dyn std::fmt::Display| EngineError::Setup(format!("{}: {e}", dir.display()));
         let cfg = &self.step.config;
-        let (b, img) = (cfg.batch, cfg.vit.img);
-        let arr = |shape: Vec<usize>, v: &[f32]| -> Result<ArrayD<f32>, EngineError> {
-            ArrayD::from_shape_vec(shape, v.to_vec()).map_err(|e| EngineError::Size {
+        let arr = |shape: Vec<usize>, v: Vec<f32>| -> Result<ArrayD<f32>, EngineError> {
+            let got = v.len();
+            ArrayD::from_shape_vec(shape, v).map_err(|e| EngineError::Size {
                 what: format!("reproducer feed ({e})"),
-                got: v.len(),
+                got,
                 want: 0,
             })
         };
         let mut sd = patchmix_export::weights::StateDict::new();
         let host = self.to_host()?;
-        sd.insert(
-            names::PARAMS.into(),
-            arr(vec![host.params.len()], &host.params)?,
-        );
-        sd.insert(
-            names::EXP_AVG.into(),
-            arr(vec![host.exp_avg.len()], &host.exp_avg)?,
-        );
-        sd.insert(
-            names::EXP_AVG_SQ.into(),
-            arr(vec![host.exp_avg_sq.len()], &host.exp_avg_sq)?,
-        );
-        sd.insert(
-            names::BUFFERS.into(),
-            arr(vec![host.buffers.len()], &host.buffers)?,
-        );
-        if cfg.frame == Frame::Momentum {
-            sd.insert(
-                names::MOMENTUM_PARAMS.into(),
-                arr(vec![host.momentum.len()], &host.momentum)?,
-            );
-            sd.insert(names::MOMENTUM.into(), arr(vec![], &[x.momentum])?);
+        let state = [
+            host.params,
+            host.exp_avg,
+            host.exp_avg_sq,
+            host.buffers,
+            host.momentum,
+        ];
+        for ((name, _, _), v) in state_specs(&self.step).into_iter().zip(state) {
+            sd.insert(name.into(), arr(vec![v.len()], v)?);
         }
-        for (name, data) in names::IMAGES.iter().zip(x.images) {
-            sd.insert(name.to_string(), arr(vec![b, 3, img, img], data)?);
-        }
-        for (name, data) in names::TARGETS.iter().zip(x.targets) {
-            sd.insert(name.to_string(), arr(vec![b, b], data)?);
-        }
-        if let (Some(l), Some(locals)) = (&cfg.local, x.local) {
-            for (name, data) in names::LOCAL_IMAGES.iter().zip(locals) {
-                sd.insert(
-                    name.to_string(),
-                    arr(vec![l.count * b, 3, l.img, l.img], data)?,
-                );
-            }
-        }
-        let t = (self.steps_taken + 1) as f32;
-        for (name, v) in [
-            (names::LR, x.lr),
-            (names::WD, x.wd),
-            (names::STEP, t),
-            (names::TEMPERATURE, x.temperature),
-        ] {
-            sd.insert(name.into(), arr(vec![], &[v])?);
-        }
-        if cfg.has_drop_path() {
-            for (pass, data) in cfg.base_passes().iter().zip(&x.drop_path) {
-                sd.insert(
-                    format!("{}{pass}", names::DROP_PATH_PREFIX),
-                    arr(vec![2 * cfg.vit.depth, cfg.pass_rows(pass), 1, 1], data)?,
-                );
-            }
+        let feeds = host_feeds(cfg, x, (self.steps_taken + 1) as f32)?;
+        for ((name, shape), feed) in input_specs(cfg).into_iter().zip(feeds) {
+            let data = match feed {
+                Feed::Slice(d) => d.to_vec(),
+                Feed::Scalar(v) => vec![v],
+            };
+            sd.insert(name, arr(shape, data)?);
         }
         std::fs::create_dir_all(dir).map_err(|e| io(&e))?;
         patchmix_export::onnx::write_onnx(&self.step.graph, &dir.join("step.onnx"))
@@ -827,7 +791,10 @@ impl StepSession {
                 let mut outputs = self.session.run(inputs)?;
                 let mut vals = Vec::with_capacity(6);
                 for n in loss_names(cfg) {
-                    vals.push(outputs[n].try_extract_tensor::<f32>()?.1[0]);
+                    let v = outputs
+                        .get(n)
+                        .ok_or_else(|| EngineError::Setup(format!("step output `{n}` missing")))?;
+                    vals.push(v.try_extract_tensor::<f32>()?.1[0]);
                 }
                 let mut next = Vec::with_capacity(state.len());
                 for ((name, _), out) in state.iter().zip(names::STATE_OUTPUTS) {
