@@ -226,7 +226,34 @@ fn bad_pretrain_inputs_get_one_line_errors() {
     std::fs::write(&bad_toml, "preset = \"tiny-test\"\nlearning_rate = 3\n").unwrap();
     let file = dir.path().join("a-file");
     std::fs::write(&file, "x").unwrap();
-    let cases: Vec<(Vec<String>, &str)> = vec![
+    // Multi-crop settings that cannot work (the tiny-test recipe: img 8, patch 2, m 2).
+    let toml_case = |name: &str, body: &str| -> Vec<String> {
+        let p = dir.path().join(format!("{name}.toml"));
+        std::fs::write(&p, format!("preset = \"tiny-test\"\n{body}")).unwrap();
+        vec!["--config".into(), p.display().to_string()]
+    };
+    let mut cases: Vec<(Vec<String>, &str)> = vec![
+        (
+            toml_case("odd-local", "local_crops = 2\nlocal_size = 5\n"),
+            "local crop size 5 must be a positive multiple of the patch size 2",
+        ),
+        (
+            toml_case("small-local", "local_crops = 2\nlocal_size = 2\n"),
+            "mix m = 2 exceeds the 1 tokens of a 2-pixel local crop",
+        ),
+        (
+            toml_case(
+                "bad-global",
+                "local_crops = 2\nlocal_size = 4\nglobal_crop = 0.01\n",
+            ),
+            "global_crop 0.01 must be in",
+        ),
+        (
+            toml_case("many-local", "local_crops = 65\nlocal_size = 4\n"),
+            "local_crops = 65 is too many",
+        ),
+    ];
+    cases.extend(vec![
         (
             vec!["--preset".into(), "nope".into()],
             "unknown preset `nope`",
@@ -284,7 +311,7 @@ fn bad_pretrain_inputs_get_one_line_errors() {
             ],
             "no checkpoint there",
         ),
-    ];
+    ]);
     for (args, want) in cases {
         let mut a = vec!["pretrain".to_string()];
         a.extend(args);

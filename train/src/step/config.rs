@@ -119,11 +119,6 @@ impl StepConfig {
         }
     }
 
-    /// Local crops per image (0 without multi-crop).
-    pub fn local_count(&self) -> usize {
-        self.local.map_or(0, |l| l.count)
-    }
-
     /// Whether drop-path mask inputs exist.
     pub fn has_drop_path(&self) -> bool {
         self.drop_path > 0.0
@@ -175,5 +170,36 @@ impl StepConfig {
             return Err(format!("drop path {} must be in [0, 1)", self.drop_path));
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn with_local(count: usize, img: usize) -> StepConfig {
+        StepConfig {
+            local: Some(LocalCrops { count, img }),
+            ..StepConfig::tiny(Frame::Momentum, 0.0)
+        }
+    }
+
+    #[test]
+    fn local_crop_settings_are_checked_with_messages_naming_them() {
+        assert!(with_local(2, 4).validate().is_ok());
+        let err = |c: StepConfig| c.validate().unwrap_err();
+        assert!(err(with_local(0, 4)).contains("count must be ≥ 1"));
+        assert!(err(with_local(2, 5)).contains("multiple of the patch size 2"));
+        assert!(err(with_local(2, 0)).contains("multiple of the patch size 2"));
+        assert!(err(with_local(2, 2)).contains("exceeds the 1 tokens"));
+    }
+
+    #[test]
+    fn local_passes_have_n_times_the_rows() {
+        let c = with_local(3, 4);
+        assert_eq!(c.base_passes(), vec!["view1", "mix2", "local", "local_mix"]);
+        assert_eq!(c.pass_rows("local"), 24);
+        assert_eq!(c.pass_rows("local_mix"), 24);
+        assert_eq!(c.pass_rows("view1"), 8);
     }
 }
