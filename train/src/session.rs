@@ -15,7 +15,7 @@
 //! it is tested without a GPU.
 
 use crate::device::{self, CudaOptions, Device, DeviceError, Placement};
-use crate::step::{Frame, StepConfig, StepGraph, names};
+use crate::step::{Frame, LossScaler, StepConfig, StepGraph, names};
 use ort::memory::{AllocationDevice, Allocator, AllocatorType, MemoryInfo, MemoryType};
 use ort::session::builder::GraphOptimizationLevel;
 use ort::session::{IoBinding, RunOptions, Session};
@@ -67,8 +67,10 @@ pub struct HostState {
     pub buffers: Vec<f32>,
     /// Momentum-encoder parameters (empty without one).
     pub momentum: Vec<f32>,
-    /// Optimizer steps taken.
+    /// Optimizer steps taken (AdamW's t; fp16 steps skipped for overflow do not count).
     pub step: u64,
+    /// The fp16 loss scaler (`None` for fp32/bf16 steps).
+    pub scaler: Option<LossScaler>,
 }
 
 /// The per-step data.
@@ -113,6 +115,10 @@ pub struct Losses {
     pub multi_mix: f32,
     /// src + mix/2 + mix2/2 + multi + multi_mix.
     pub total: f32,
+    /// fp16: the gradients overflowed at this loss scale, so AdamW was not applied (the
+    /// scale is halved for the next step).
+    #[serde(default)]
+    pub skipped: bool,
 }
 
 /// Session settings.
@@ -236,6 +242,7 @@ pub struct StepSession {
     engine: Engine,
     placement: Placement,
     steps_taken: u64,
+    scaler: Option<LossScaler>,
 }
 
 /// How the live state is held.
@@ -275,6 +282,9 @@ fn input_specs(cfg: &StepConfig) -> Vec<(String, Vec<usize>)> {
     if cfg.frame == Frame::Momentum {
         scalars.push(names::MOMENTUM);
     }
+    if cfg.scales_loss() {
+        scalars.push(names::LOSS_SCALE);
+    }
     for name in scalars {
         v.push((name.to_string(), vec![]));
     }
@@ -294,6 +304,7 @@ fn host_feeds<'a>(
     cfg: &StepConfig,
     x: &StepInputs<'a>,
     t: f32,
+    loss_scale: Option<f32>,
 ) -> Result<Vec<Feed<'a>>, EngineError> {
     let (b, img) = (cfg.batch, cfg.vit.img);
     let img_len = b * 3 * img * img;
@@ -349,6 +360,20 @@ fn host_feeds<'a>(
     if cfg.frame == Frame::Momentum {
         feeds.push(Feed::Scalar(x.momentum));
     }
+    match (cfg.scales_loss(), loss_scale) {
+        (true, Some(s)) => feeds.push(Feed::Scalar(s)),
+        (false, None) => {}
+        (true, None) => {
+            return Err(EngineError::Setup(
+                "the fp16 step needs a loss scale".into(),
+            ));
+        }
+        (false, Some(_)) => {
+            return Err(EngineError::Setup(
+                "a loss scale was given to a step without loss scaling".into(),
+            ));
+        }
+    }
     if cfg.has_drop_path() {
         for (pass, data) in cfg.base_passes().iter().zip(&x.drop_path) {
             let rows = cfg.pass_rows(pass);
@@ -373,11 +398,15 @@ fn host_feeds<'a>(
     Ok(feeds)
 }
 
-/// The loss outputs of a step, in [`Losses`] order (`src, mix, mix2, total[, multi, multi_mix]`).
+/// The scalar outputs of a step, in [`Losses`] order (`src, mix, mix2, total[, multi,
+/// multi_mix][, grads_finite]`).
 fn loss_names(cfg: &StepConfig) -> Vec<&'static str> {
     let mut v = names::LOSSES.to_vec();
     if cfg.local.is_some() {
         v.extend(names::LOSS_MULTI);
+    }
+    if cfg.scales_loss() {
+        v.push(names::GRADS_FINITE);
     }
     v
 }
@@ -388,6 +417,7 @@ fn losses_from(cfg: &StepConfig, v: &[f32]) -> Losses {
     } else {
         (0.0, 0.0)
     };
+    let skipped = cfg.scales_loss() && v.last().is_none_or(|&f| f != 1.0);
     Losses {
         src: v[0],
         mix: v[1],
@@ -395,7 +425,35 @@ fn losses_from(cfg: &StepConfig, v: &[f32]) -> Losses {
         total: v[3],
         multi,
         multi_mix,
+        skipped,
     }
+}
+
+/// ONNX Runtime's CPU EP computes no matrix product in half precision: it has no bf16
+/// MatMul/Gemm, and it runs fp16 ones in f32 between casts that its graph transformer then
+/// removes together with the graph's own round trips (checked with onnxruntime 1.31.1: an
+/// fp16 Gemm between casts returns the f32 product unrounded). A native half-precision step
+/// that will run on the CPU is therefore rebuilt with its products emulated (rounded to the
+/// half type, computed in f32; the numbers of a half-precision run, at fp32 speed), saying so
+/// on stderr.
+fn fit_to_device(step: StepGraph, device: Device) -> Result<StepGraph, EngineError> {
+    use patchmix_export::graph::Compute;
+    let Compute::Native(dtype) = step.compute else {
+        return Ok(step);
+    };
+    if device::prepare(device)?.placement != Placement::Cpu {
+        return Ok(step);
+    }
+    eprintln!(
+        "patchmix: {} on the CPU: ONNX Runtime's CPU EP has no half-precision matrix kernels, so the products are emulated ({dtype:?} rounding, f32 kernels): the numbers of a half-precision run, no speed-up (the rounding casts make it slower than fp32)",
+        step.config.precision
+    );
+    crate::step::build_step_with(&step.config, true).map_err(|e| {
+        EngineError::Setup(format!(
+            "rebuilding the {} step for the CPU: {e}",
+            step.config.precision
+        ))
+    })
 }
 
 /// The state inputs (name, output name, length) of a step, in [`HostState`] order.
@@ -604,6 +662,7 @@ impl StepSession {
         dev: &DeviceOptions,
         init: &HostState,
     ) -> Result<StepSession, EngineError> {
+        let step = fit_to_device(step, dev.device)?;
         let bytes = to_onnx_bytes(&step.graph);
         let (session, placement) = build_session_on(&bytes, opts, dev)?;
         let engine = if placement == Placement::Cpu && !dev.io_binding {
@@ -620,6 +679,7 @@ impl StepSession {
             engine,
             placement,
             steps_taken: 0,
+            scaler: None,
         };
         s.load(init)?;
         Ok(s)
@@ -678,6 +738,11 @@ impl StepSession {
             Engine::Bound(b) => b.load(h)?,
         }
         self.steps_taken = h.step;
+        self.scaler = self
+            .step
+            .config
+            .scales_loss()
+            .then(|| h.scaler.unwrap_or_default());
         Ok(())
     }
 
@@ -705,12 +770,18 @@ impl StepSession {
             buffers: get(names::BUFFERS)?,
             momentum: get(names::MOMENTUM_PARAMS)?,
             step: self.steps_taken,
+            scaler: self.scaler,
         })
     }
 
     /// Optimizer steps taken so far.
     pub fn steps_taken(&self) -> u64 {
         self.steps_taken
+    }
+
+    /// The fp16 loss scaler (`None` for fp32/bf16 steps).
+    pub fn loss_scaler(&self) -> Option<&LossScaler> {
+        self.scaler.as_ref()
     }
 
     /// Writes the step as a standalone reproducer: `step.onnx` (the compiled graph) and
@@ -749,7 +820,12 @@ impl StepSession {
         for ((name, _, _), v) in state_specs(&self.step).into_iter().zip(state) {
             sd.insert(name.into(), arr(vec![v.len()], v)?);
         }
-        let feeds = host_feeds(cfg, x, (self.steps_taken + 1) as f32)?;
+        let feeds = host_feeds(
+            cfg,
+            x,
+            (self.steps_taken + 1) as f32,
+            self.scaler.map(|s| s.scale),
+        )?;
         for ((name, shape), feed) in input_specs(cfg).into_iter().zip(feeds) {
             let data = match feed {
                 Feed::Slice(d) => d.to_vec(),
@@ -772,7 +848,7 @@ impl StepSession {
     pub fn run(&mut self, x: &StepInputs<'_>) -> Result<Losses, EngineError> {
         let cfg = &self.step.config;
         let t = (self.steps_taken + 1) as f32;
-        let feeds = host_feeds(cfg, x, t)?;
+        let feeds = host_feeds(cfg, x, t, self.scaler.map(|s| s.scale))?;
         let losses = match &mut self.engine {
             Engine::Bound(b) => losses_from(cfg, &b.run(&mut self.session, feeds)?),
             Engine::Plain(state) => {
@@ -808,7 +884,12 @@ impl StepSession {
                 losses_from(cfg, &vals)
             }
         };
-        self.steps_taken += 1;
+        if let Some(s) = &mut self.scaler {
+            s.update(!losses.skipped);
+        }
+        if !losses.skipped {
+            self.steps_taken += 1;
+        }
         Ok(losses)
     }
 }
@@ -880,7 +961,7 @@ mod tests {
             drop_path: dp.iter().map(Vec::as_slice).collect(),
             local: Some([&loc, &loc]),
         };
-        let feeds = host_feeds(&c, &x, 5.0).unwrap();
+        let feeds = host_feeds(&c, &x, 5.0, None).unwrap();
         assert_eq!(feeds.len(), specs.len());
         for ((name, shape), f) in specs.iter().zip(&feeds) {
             let n: usize = shape.iter().product();
@@ -899,8 +980,27 @@ mod tests {
                 ..x.clone()
             },
             1.0,
+            None,
         );
         assert!(matches!(e, Err(EngineError::Setup(_))));
+        // fp16 steps take the loss scale after the scalars, and insist on it.
+        let h = StepConfig {
+            precision: patchmix_export::graph::Precision::Fp16,
+            ..c.clone()
+        };
+        let specs = input_specs(&h);
+        let feeds = host_feeds(&h, &x, 5.0, Some(1024.0)).unwrap();
+        assert_eq!(feeds.len(), specs.len());
+        assert_eq!(specs[14].0, names::LOSS_SCALE);
+        assert!(matches!(feeds[14], Feed::Scalar(v) if v == 1024.0));
+        assert!(matches!(
+            host_feeds(&h, &x, 5.0, None),
+            Err(EngineError::Setup(_))
+        ));
+        assert!(matches!(
+            host_feeds(&c, &x, 5.0, Some(1.0)),
+            Err(EngineError::Setup(_))
+        ));
     }
 
     #[test]
@@ -920,5 +1020,13 @@ mod tests {
         assert_eq!(loss_names(&multi).len(), 6);
         let l = losses_from(&multi, &[1.0, 2.0, 3.0, 4.0, 5.0, 6.0]);
         assert_eq!((l.multi, l.multi_mix), (5.0, 6.0));
+        assert!(!l.skipped);
+        let half = StepConfig {
+            precision: patchmix_export::graph::Precision::Fp16,
+            ..multi
+        };
+        assert_eq!(loss_names(&half)[6], names::GRADS_FINITE);
+        assert!(!losses_from(&half, &[1.0, 2.0, 3.0, 4.0, 5.0, 6.0, 1.0]).skipped);
+        assert!(losses_from(&half, &[1.0, 2.0, 3.0, f32::NAN, 5.0, 6.0, 0.0]).skipped);
     }
 }

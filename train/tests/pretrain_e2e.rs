@@ -311,6 +311,19 @@ fn bad_pretrain_inputs_get_one_line_errors() {
             ],
             "no checkpoint there",
         ),
+        (
+            vec![
+                "--preset".into(),
+                "tiny-test".into(),
+                "--precision".into(),
+                "int8".into(),
+            ],
+            "--precision int8: unknown precision `int8` (expected fp32, bf16 or fp16)",
+        ),
+        (
+            toml_case("bad-precision", "precision = \"half\"\n"),
+            "unknown variant `half`",
+        ),
     ]);
     for (args, want) in cases {
         let mut a = vec!["pretrain".to_string()];
@@ -465,4 +478,58 @@ fn image_folders_of_any_size_train_and_a_corrupt_image_is_named() {
     assert!(!ok, "a corrupt image must stop the run");
     assert!(err.contains("1.png"), "the error must name the file: {err}");
     assert!(!err.contains("panicked"), "{err}");
+}
+
+/// Mixed precision through the binary: an fp16 run (emulated on the CPU) logs its loss scale
+/// and skipped steps, stops mid-epoch, and resumes with the loss scaler restored, giving the
+/// same losses as the uninterrupted run; bf16 trains too.
+#[test]
+fn fp16_runs_resume_with_their_loss_scaler_and_bf16_runs() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = |p: &Path| p.to_str().unwrap().to_string();
+    let run = |out: &Path, extra: &[&str]| {
+        let mut a = vec!["pretrain", "--preset", "tiny-test", "--quiet"];
+        let o = s(out);
+        a.extend(["--out", &o]);
+        a.extend(extra);
+        let (ok, _, err) = patchmix(&a);
+        assert!(ok, "{a:?}: {err}");
+        err
+    };
+    let full = dir.path().join("fp16-full");
+    let err = run(&full, &["--precision", "fp16"]);
+    assert!(err.contains("emulated"), "{err}");
+    let want = losses(&full);
+    assert_eq!(want.len(), 16);
+    // Each record has the scale its step used; a skipped step halves it for the next.
+    let metrics = std::fs::read_to_string(full.join("metrics.jsonl")).unwrap();
+    let recs: Vec<serde_json::Value> = metrics
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .filter(|v: &serde_json::Value| v.get("loss_scale").is_some())
+        .collect();
+    assert_eq!(recs[0]["loss_scale"].as_f64(), Some(65536.0), "{}", recs[0]);
+    for w in recs.windows(2) {
+        let (a, b) = (w[0]["loss_scale"].as_f64(), w[1]["loss_scale"].as_f64());
+        match w[0]["skipped"].as_bool() {
+            Some(true) => assert_eq!(b, a.map(|x| x / 2.0), "{}", w[1]),
+            Some(false) => assert_eq!(b, a, "{}", w[1]),
+            None => panic!("no `skipped` in {}", w[0]),
+        }
+    }
+
+    let part = dir.path().join("fp16-part");
+    run(&part, &["--precision", "fp16", "--max-steps", "5"]);
+    let ck = part.join("checkpoints/step-00000005/state.safetensors");
+    let names = patchmix_export::weights::load_safetensors(&ck).unwrap();
+    assert!(names.tensors.contains_key("scaler.scale"));
+    assert!(names.ints.contains_key("scaler._growth_tracker"));
+    run(&part, &["--precision", "fp16", "--resume", "auto"]);
+    assert_eq!(losses(&part), want);
+
+    let bf16 = dir.path().join("bf16");
+    run(&bf16, &["--precision", "bf16"]);
+    let l = losses(&bf16);
+    assert_eq!(l.len(), 16);
+    assert!(l.iter().all(|(_, x)| x.is_finite()));
 }

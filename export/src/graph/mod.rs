@@ -17,11 +17,13 @@
 //! assert_eq!(g.shape(y).as_fixed(), Some(vec![2, 4]));
 //! ```
 
+mod compute;
 mod dtype;
 mod infer;
 mod op;
 mod tensor;
 
+pub use compute::{Compute, Precision};
 pub use dtype::{DType, Dim, Shape};
 pub use infer::{broadcast, norm_axis};
 pub use op::Op;
@@ -231,10 +233,16 @@ impl Graph {
         self.constant(name, dims, TensorData::F32(data))
     }
 
-    /// A scalar constant (shape `[]`) of the given float type.
+    /// A scalar constant (shape `[]`) of the given float type. Half-precision scalars are an
+    /// f32 constant and a `Cast` (which ONNX Runtime folds), so initializers stay f32/f64.
     pub fn scalar(&mut self, dtype: DType, value: f64) -> ValueId {
         let hint = self.fresh_name("const");
-        self.constant(&hint, &[], TensorData::float_scalar(dtype, value))
+        let c = self.constant(&hint, &[], TensorData::float_scalar(dtype, value));
+        if self.dtype(c) == dtype {
+            return c;
+        }
+        self.op1(Op::Cast { to: dtype }, &[c])
+            .expect("a scalar Cast between float types is well-formed")
     }
 
     /// A scalar constant with the element type of `like`.

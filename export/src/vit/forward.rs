@@ -6,7 +6,7 @@
 //! builder serves static training graphs and dynamic-batch exported models.
 
 use super::config::VitConfig;
-use crate::graph::{DType, Graph, GraphError, Op, TensorData, ValueId};
+use crate::graph::{Compute, DType, Graph, GraphError, Op, TensorData, ValueId};
 use std::collections::BTreeMap;
 
 /// Options of one encoder pass.
@@ -19,6 +19,9 @@ pub struct ForwardOptions {
     pub tokens: bool,
     /// Give LayerNorm nodes their `Mean`/`InvStdDev` outputs, for the compact backward.
     pub training: bool,
+    /// The precision of the matrix products (patch embedding, qkv, attention, projection,
+    /// MLP); everything else stays f32.
+    pub compute: Compute,
 }
 
 /// Outputs of an encoder pass.
@@ -91,6 +94,7 @@ pub fn encoder_forward(
         )));
     }
     let p_ = |name: &str| param(params, name);
+    let c = opts.compute;
 
     // Patch embedding: conv p×p stride p as patchify + Gemm on the [D, 3·p·p] weight view.
     let h = g.scoped("patch_embed", |g| -> Result<ValueId, GraphError> {
@@ -98,7 +102,7 @@ pub fn encoder_forward(
         let xt = g.transpose(x6, &[0, 2, 4, 1, 3, 5])?;
         let patches = g.reshape(xt, &[-1, 3 * p * p])?;
         let w = g.reshape(p_("patch_embed.proj.weight")?, &[d, 3 * p * p])?;
-        let tok = g.linear(patches, w, Some(p_("patch_embed.proj.bias")?))?;
+        let tok = c.linear(g, patches, w, Some(p_("patch_embed.proj.bias")?))?;
         let tok3 = g.reshape(tok, &[-1, t, d])?;
         // Prepend a zero slot for the CLS token, then add [cls; 0] + pos_embed.
         let padded = g.op1(
@@ -134,7 +138,9 @@ pub fn encoder_forward(
                 opts.training,
             )?;
             let a = g.scoped("attn", |g| -> Result<ValueId, GraphError> {
-                let qkv = g.linear(y, bp("attn.qkv.weight")?, Some(bp("attn.qkv.bias")?))?;
+                // Low from the qkv product to the projection, except the softmax (f32).
+                let y = c.enter(g, y)?;
+                let qkv = c.linear_low(g, y, bp("attn.qkv.weight")?, Some(bp("attn.qkv.bias")?))?;
                 let parts = g.node(
                     Op::Split {
                         axis: 1,
@@ -147,15 +153,18 @@ pub fn encoder_forward(
                 let k4 = g.reshape(parts[1], &[-1, n, heads, dh])?;
                 let v4 = g.reshape(parts[2], &[-1, n, heads, dh])?;
                 let q = g.transpose(q4, &[0, 2, 1, 3])?;
-                let q = g.mul_scalar(q, (dh as f64).powf(-0.5))?;
+                let q = c.mul_scalar_low(g, q, (dh as f64).powf(-0.5))?;
                 let kt = g.transpose(k4, &[0, 2, 3, 1])?;
                 let v = g.transpose(v4, &[0, 2, 1, 3])?;
-                let scores = g.matmul(q, kt)?;
+                let scores = c.matmul_low(g, q, kt)?;
+                let scores = c.exit(g, scores)?;
                 let attn = g.op1(Op::Softmax { axis: -1 }, &[scores])?;
-                let o = g.matmul(attn, v)?;
+                let attn = c.enter(g, attn)?;
+                let o = c.matmul_low(g, attn, v)?;
                 let o = g.transpose(o, &[0, 2, 1, 3])?;
                 let o = g.reshape(o, &[-1, d])?;
-                g.linear(o, bp("attn.proj.weight")?, Some(bp("attn.proj.bias")?))
+                let o = c.linear_low(g, o, bp("attn.proj.weight")?, Some(bp("attn.proj.bias")?))?;
+                c.exit(g, o)
             })?;
             let a = match &opts.drop_path {
                 Some(m) => {
@@ -176,9 +185,9 @@ pub fn encoder_forward(
                 opts.training,
             )?;
             let f = g.scoped("mlp", |g| -> Result<ValueId, GraphError> {
-                let u = g.linear(y, bp("mlp.fc1.weight")?, Some(bp("mlp.fc1.bias")?))?;
+                let u = c.linear(g, y, bp("mlp.fc1.weight")?, Some(bp("mlp.fc1.bias")?))?;
                 let u = g.unary(Op::Gelu, u)?;
-                g.linear(u, bp("mlp.fc2.weight")?, Some(bp("mlp.fc2.bias")?))
+                c.linear(g, u, bp("mlp.fc2.weight")?, Some(bp("mlp.fc2.bias")?))
             })?;
             let f = match &opts.drop_path {
                 Some(m) => {

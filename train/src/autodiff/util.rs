@@ -16,16 +16,28 @@ fn sum_rows_by_gemv(
     cols: usize,
     out_shape: &[usize],
 ) -> Result<ValueId, GraphError> {
-    let ones_name = format!("ones_{rows}_{:?}", g.dtype(x)).to_lowercase();
+    let dtype = g.dtype(x);
+    let const_type = if dtype == DType::F64 {
+        DType::F64
+    } else {
+        DType::F32
+    };
+    let ones_name = format!("ones_{rows}_{const_type:?}").to_lowercase();
     let ones = match g.find(&ones_name) {
         Some(v) => v,
         None => {
-            let data = match g.dtype(x) {
+            let data = match const_type {
                 DType::F64 => TensorData::F64(vec![1.0; rows]),
                 _ => TensorData::F32(vec![1.0; rows]),
             };
             g.constant(&ones_name, &[1, rows], data)
         }
+    };
+    // Half-precision sums cast the shared f32 ones (ONNX Runtime folds the Cast).
+    let ones = if dtype == const_type {
+        ones
+    } else {
+        g.op1(Op::Cast { to: dtype }, &[ones])?
     };
     let x2 = g.reshape(x, &[rows as i64, cols as i64])?;
     let s = g.matmul(ones, x2)?;
@@ -79,11 +91,7 @@ pub fn unbroadcast(g: &mut Graph, grad: ValueId, target: ValueId) -> Result<Valu
     }
     let only_leading = axes.iter().enumerate().all(|(i, &a)| a == i as i64);
     let rows: usize = axes.iter().map(|&a| gs[a as usize]).product();
-    if only_leading
-        && !axes.is_empty()
-        && rows >= GEMV_SUM_MIN_ROWS
-        && matches!(g.dtype(grad), DType::F32 | DType::F64)
-    {
+    if only_leading && !axes.is_empty() && rows >= GEMV_SUM_MIN_ROWS && g.dtype(grad).is_float() {
         let cols: usize = gs[axes.len()..].iter().product();
         return sum_rows_by_gemv(g, grad, rows, cols, &ts);
     }

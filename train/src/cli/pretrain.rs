@@ -55,6 +55,11 @@ pub struct Args {
     /// ORT's CUDA graph capture (CUDA only): a step becomes one graph replay.
     #[arg(long)]
     pub cuda_graph: bool,
+    /// Precision of the matrix products: `fp32`, `bf16` or `fp16` (with dynamic loss
+    /// scaling); master weights and optimizer state stay f32. bf16 on the CPU is emulated.
+    /// Default: the config's (`fp32`).
+    #[arg(long)]
+    pub precision: Option<String>,
     /// Hide the progress bar.
     #[arg(long)]
     pub quiet: bool,
@@ -101,6 +106,11 @@ pub fn resolve(a: &Args) -> anyhow::Result<PretrainConfig> {
     }
     if a.cuda_graph {
         c.cuda_graph = true;
+    }
+    if let Some(p) = &a.precision {
+        c.precision = p
+            .parse()
+            .map_err(|e| anyhow::anyhow!("--precision {p}: {e}"))?;
     }
     c.validate().map_err(anyhow::Error::msg)?;
     Ok(c)

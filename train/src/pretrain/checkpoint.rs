@@ -4,7 +4,8 @@
 //! Layout of `RUN/checkpoints/step-00001234/`:
 //! - `state.safetensors`: `base_encoder.*`, `predictor.*`, `momentum_encoder.*` parameters and BN
 //!   buffers (`running_mean`, `running_var`, `num_batches_tracked`), `opt.exp_avg.<name>`,
-//!   `opt.exp_avg_sq.<name>` and `opt.step`;
+//!   `opt.exp_avg_sq.<name>` and `opt.step`; fp16 runs add the loss scaler as `scaler.scale`,
+//!   `scaler._growth_tracker` and `scaler.skipped` (PyTorch's `GradScaler` state names);
 //! - `progress.json`: epoch, step within the epoch, global step, the seed (every random draw of
 //!   a run is derived from the seed and the step, so this is the whole RNG state) and the config.
 //!
@@ -13,7 +14,7 @@
 
 use super::config::PretrainConfig;
 use crate::session::HostState;
-use crate::step::{StateLayout, StepConfig, from_named, to_named};
+use crate::step::{LossScaler, StateLayout, StepConfig, from_named, to_named};
 use ndarray::ArrayD;
 use patchmix_export::atomic::write_atomic;
 use patchmix_export::weights::{
@@ -49,13 +50,23 @@ pub fn state_dict(
     f.extend(to_named(&layout.params, &h.exp_avg, "opt.exp_avg."));
     f.extend(to_named(&layout.params, &h.exp_avg_sq, "opt.exp_avg_sq."));
     let mut ints = IntStateDict::new();
+    // BN counts every forward pass, including those of fp16 steps skipped for overflow.
+    let iterations = h.step + h.scaler.map_or(0, |s| s.skipped);
     for (bn, passes) in layout.bn_passes(cfg) {
         ints.insert(
             format!("{bn}.num_batches_tracked"),
-            ArrayD::from_elem(vec![], passes * h.step as i64),
+            ArrayD::from_elem(vec![], passes * iterations as i64),
         );
     }
     ints.insert("opt.step".into(), ArrayD::from_elem(vec![], h.step as i64));
+    if let Some(s) = h.scaler {
+        f.insert(SCALE.into(), ArrayD::from_elem(vec![], s.scale));
+        ints.insert(
+            GROWTH_TRACKER.into(),
+            ArrayD::from_elem(vec![], i64::from(s.growth_tracker)),
+        );
+        ints.insert(SKIPPED.into(), ArrayD::from_elem(vec![], s.skipped as i64));
+    }
     (f, ints)
 }
 
@@ -79,7 +90,35 @@ pub fn host_state(
         exp_avg: from_named(&layout.params, f, "opt.exp_avg.")?,
         exp_avg_sq: from_named(&layout.params, f, "opt.exp_avg_sq.")?,
         step: u64::try_from(step).map_err(|_| "negative `opt.step`")?,
+        scaler: scaler_state(f, ints)?,
     })
+}
+
+const SCALE: &str = "scaler.scale";
+const GROWTH_TRACKER: &str = "scaler._growth_tracker";
+const SKIPPED: &str = "scaler.skipped";
+
+/// The loss scaler saved by an fp16 run, if any.
+fn scaler_state(f: &StateDict, ints: &IntStateDict) -> Result<Option<LossScaler>, String> {
+    let Some(scale) = f.get(SCALE).and_then(|a| a.iter().next().copied()) else {
+        return Ok(None);
+    };
+    if !(scale.is_finite() && scale > 0.0) {
+        return Err(format!("`{SCALE}` is {scale}; it must be finite and > 0"));
+    }
+    let int = |name: &str| -> Result<i64, String> {
+        ints.get(name)
+            .and_then(|a| a.iter().next().copied())
+            .ok_or_else(|| format!("`{SCALE}` is present but `{name}` is missing"))
+    };
+    let growth_tracker = u32::try_from(int(GROWTH_TRACKER)?)
+        .map_err(|_| format!("`{GROWTH_TRACKER}` is out of range"))?;
+    let skipped = u64::try_from(int(SKIPPED)?).map_err(|_| format!("negative `{SKIPPED}`"))?;
+    Ok(Some(LossScaler {
+        scale,
+        growth_tracker,
+        skipped,
+    }))
 }
 
 /// Writes a checkpoint directory and points `last` at it.
@@ -171,4 +210,64 @@ pub fn read_checkpoint(dir: &Path, layout: &StateLayout) -> Result<(HostState, P
     let h =
         host_state(layout, &c.tensors, &c.ints).map_err(|e| format!("{}: {e}", st.display()))?;
     Ok((h, progress))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::step::{Frame, build_step, init_state};
+    use patchmix_export::graph::Precision;
+
+    fn fp16_state() -> (StepConfig, StateLayout, HostState) {
+        let cfg = StepConfig {
+            precision: Precision::Fp16,
+            ..StepConfig::tiny(Frame::NoMomentum, 0.0)
+        };
+        let step = build_step(&cfg).unwrap();
+        let mut h = init_state(&cfg, &step.layout, 0);
+        h.step = 7;
+        h.scaler = Some(LossScaler {
+            scale: 512.0,
+            growth_tracker: 3,
+            skipped: 2,
+        });
+        (cfg, step.layout, h)
+    }
+
+    #[test]
+    fn the_loss_scaler_round_trips_and_bn_counts_skipped_steps() {
+        let (cfg, layout, h) = fp16_state();
+        let (f, ints) = state_dict(&cfg, &layout, &h);
+        assert_eq!(host_state(&layout, &f, &ints).unwrap(), h);
+        // num_batches_tracked counts forward passes: 7 applied + 2 skipped steps, 4 passes
+        // through the projector.
+        let nbt = ints["base_encoder.head.1.num_batches_tracked"]
+            .iter()
+            .next()
+            .copied();
+        assert_eq!(nbt, Some(4 * 9));
+        // fp32 states carry no scaler.
+        let plain = HostState {
+            scaler: None,
+            ..h.clone()
+        };
+        let (f, ints) = state_dict(&cfg, &layout, &plain);
+        assert!(!f.contains_key(SCALE));
+        assert_eq!(host_state(&layout, &f, &ints).unwrap().scaler, None);
+    }
+
+    #[test]
+    fn a_broken_scaler_is_an_error_naming_the_tensor() {
+        let (cfg, layout, h) = fp16_state();
+        let (mut f, mut ints) = state_dict(&cfg, &layout, &h);
+        f.insert(SCALE.into(), ArrayD::from_elem(vec![], f32::INFINITY));
+        assert!(host_state(&layout, &f, &ints).unwrap_err().contains(SCALE));
+        f.insert(SCALE.into(), ArrayD::from_elem(vec![], 8.0));
+        ints.remove(GROWTH_TRACKER);
+        assert!(
+            host_state(&layout, &f, &ints)
+                .unwrap_err()
+                .contains(GROWTH_TRACKER)
+        );
+    }
 }

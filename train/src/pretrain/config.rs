@@ -4,6 +4,7 @@
 
 use crate::device::Device;
 use crate::step::{Frame, LocalCrops, StepConfig};
+use patchmix_export::graph::Precision;
 use patchmix_export::vit::{VitConfig, VitPreset};
 use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
@@ -94,6 +95,10 @@ pub struct PretrainConfig {
     /// ORT's CUDA graph capture (CUDA only): a step becomes one graph replay.
     #[serde(default)]
     pub cuda_graph: bool,
+    /// The precision of the matrix products: `fp32`, `bf16` (f32 master weights and
+    /// optimizer state) or `fp16` (the same, with dynamic loss scaling).
+    #[serde(default)]
+    pub precision: Precision,
 }
 
 /// The names of the built-in presets.
@@ -150,6 +155,7 @@ fn cifar_tiny(data: &str) -> PretrainConfig {
         compare_baselines: false,
         device: Device::Cpu,
         cuda_graph: false,
+        precision: Precision::Fp32,
     }
 }
 
@@ -302,6 +308,7 @@ impl PretrainConfig {
                 count: self.local_crops,
                 img: self.local_size,
             }),
+            precision: self.precision,
         };
         s.validate()?;
         Ok(s)

@@ -11,6 +11,7 @@ use crate::session::{DeviceOptions, HostState, Losses, SessionOptions, StepSessi
 use crate::step::{PreparedBatch, StepGraph, build_step, init_state, prepare_batch_with_local};
 use patchmix_core::{cosine_schedule, momentum_schedule, temperature_schedule};
 use patchmix_export::data::{Dataset, DatasetRef};
+use patchmix_export::graph::Precision;
 use serde_json::json;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -118,6 +119,10 @@ fn check_run_dir(dir: &Path) -> Result<(), String> {
 /// config leaves `global_crop` unset (the ImageNet recipe's 0.35).
 pub const DEFAULT_GLOBAL_CROP: f64 = 0.35;
 
+/// fp16 steps skipped in a row (each halving the loss scale, 2¹⁶ → 2⁻¹⁴ after 30) after which
+/// a run stops instead of spinning without updates.
+pub const MAX_CONSECUTIVE_SKIPS: u32 = 30;
+
 /// A loader batch's local crops stacked crop-major (row j·B + b is crop j of image b), as
 /// the step's `local` input; `None` without multi-crop.
 pub fn local_crops(batch: &crate::data::Batch) -> Option<Vec<f32>> {
@@ -186,6 +191,18 @@ impl Trainer {
         )
         .map_err(|e| e.to_string())?;
         let step: StepGraph = build_step(&sc).map_err(|e| e.to_string())?;
+        if sc.precision != Precision::Fp32 {
+            eprintln!(
+                "precision {}: matrix products in {}, f32 master weights and optimizer state{}",
+                sc.precision,
+                sc.precision,
+                if sc.scales_loss() {
+                    ", dynamic loss scaling"
+                } else {
+                    ""
+                }
+            );
+        }
         let sopts = SessionOptions {
             threads: (cfg.threads > 0).then_some(cfg.threads),
             opt_level: SessionOptions::default().opt_level,
@@ -333,6 +350,7 @@ pub fn run_pretrain(cfg: &PretrainConfig, opts: &RunOptions) -> Result<RunSummar
     let spe = t.loader.steps_per_epoch() as u64;
     let vit = cfg.vit()?;
     let mut last = None;
+    let mut consecutive_skips = 0u32;
     let max_steps = cfg.max_steps.unwrap_or(u64::MAX);
     'epochs: while t.progress.epoch < cfg.epochs {
         let epoch = t.progress.epoch;
@@ -368,10 +386,22 @@ pub fn run_pretrain(cfg: &PretrainConfig, opts: &RunOptions) -> Result<RunSummar
                 batch.view1.into_raw_vec_and_offset().0,
                 batch.view2.into_raw_vec_and_offset().0,
             );
+            let scale_used = t.session.loss_scaler().map(|s| s.scale);
             let (l, s) = t.step(v1, v2, local)?;
             let secs = timer.elapsed().as_secs_f64();
             timer = Instant::now();
-            if !l.total.is_finite() {
+            // fp16: an overflow skips the update and halves the loss scale (PyTorch's
+            // GradScaler); only a long run of them means the run cannot go on.
+            consecutive_skips = if l.skipped { consecutive_skips + 1 } else { 0 };
+            if consecutive_skips >= MAX_CONSECUTIVE_SKIPS {
+                return Err(format!(
+                    "fp16: the gradients overflowed {consecutive_skips} steps in a row (loss {}, loss scale now {}) at step {}; the activations themselves overflow half precision: use --precision bf16 or fp32, or lower the learning rate",
+                    l.total,
+                    t.session.loss_scaler().map_or(f32::NAN, |s| s.scale),
+                    t.progress.global_step
+                ));
+            }
+            if !l.total.is_finite() && !l.skipped {
                 let last_ck = resolve_resume("auto", &cfg.out_dir).ok().flatten();
                 return Err(format!(
                     "loss became {} at step {} (epoch {}); stopping. The last good checkpoint is {}; lower the learning rate or check the data",
@@ -388,6 +418,7 @@ pub fn run_pretrain(cfg: &PretrainConfig, opts: &RunOptions) -> Result<RunSummar
                 "step": t.progress.global_step, "epoch": epoch, "loss": l.total, "src": l.src, "mix": l.mix, "mix2": l.mix2,
                 "multi": l.multi, "multi_mix": l.multi_mix,
                 "lr": s.lr, "wd": s.wd, "tau": s.tau, "mu": s.mu, "img_per_s": ips,
+                "skipped": l.skipped, "loss_scale": scale_used,
             }))?;
             let multi = if cfg.local_crops > 0 {
                 format!(" multi {:.3} multi-mix {:.3}", l.multi, l.multi_mix)

@@ -6,8 +6,8 @@ use super::config::{Frame, StepConfig};
 use super::heads::{RunningStats, flatten, mlp_head, unflatten};
 use super::layout::{StateLayout, predictor_layers, projector_layers};
 use super::loss::{scalar_input, soft_ce};
-use crate::autodiff::backward;
-use patchmix_export::graph::{DType, Graph, GraphError, Op, Shape, ValueId};
+use crate::autodiff::{backward, sum_all};
+use patchmix_export::graph::{Compute, DType, Graph, GraphError, Op, Shape, ValueId};
 use patchmix_export::vit::{ForwardOptions, VitConfig, encoder_forward, resized_pos_embed};
 use std::collections::BTreeMap;
 
@@ -37,6 +37,11 @@ pub mod names {
     pub const TEMPERATURE: &str = "temperature";
     /// EMA momentum μ (momentum frame).
     pub const MOMENTUM: &str = "momentum";
+    /// The loss scale (fp16 steps).
+    pub const LOSS_SCALE: &str = "loss_scale";
+    /// 1 when every gradient was finite and AdamW was applied, 0 when the step was skipped
+    /// (fp16 steps; f32 scalar).
+    pub const GRADS_FINITE: &str = "grads_finite";
     /// Drop-path masks of a base pass: `drop_path.<pass>` [2·depth, B, 1, 1].
     pub const DROP_PATH_PREFIX: &str = "drop_path.";
     /// Outputs: updated state then the losses.
@@ -64,6 +69,8 @@ pub struct StepGraph {
     pub layout: StateLayout,
     /// The configuration it was built for.
     pub config: StepConfig,
+    /// How its matrix products are computed (native or emulated half precision).
+    pub compute: Compute,
 }
 
 fn encoder_params(all: &BTreeMap<String, ValueId>, prefix: &str) -> BTreeMap<String, ValueId> {
@@ -88,13 +95,24 @@ fn encoder_params(all: &BTreeMap<String, ValueId>, prefix: &str) -> BTreeMap<Str
 /// let cfg = StepConfig {
 ///     vit: VitConfig { img: 8, patch: 4, dim: 8, depth: 1, heads: 2 },
 ///     hidden: 16, out: 8, batch: 4, mix: 2, frame: Frame::NoMomentum, drop_path: 0.0,
-///     local: None,
+///     local: None, precision: Default::default(),
 /// };
 /// let step = build_step(&cfg).unwrap();
 /// assert_eq!(step.graph.outputs.len(), 8);
 /// ```
 pub fn build_step(cfg: &StepConfig) -> Result<StepGraph, GraphError> {
+    build_step_with(cfg, false)
+}
+
+/// Builds the training step, with its half-precision products emulated in f32 kernels when
+/// `emulate_half` is set ([`Compute::Emulated`]: for execution providers without bf16
+/// kernels, such as ONNX Runtime's CPU EP). Without it, half-precision products are native.
+///
+/// # Errors
+/// As [`build_step`].
+pub fn build_step_with(cfg: &StepConfig, emulate_half: bool) -> Result<StepGraph, GraphError> {
     cfg.validate().map_err(GraphError::Shape)?;
+    let compute = Compute::of(cfg.precision, emulate_half);
     let layout = StateLayout::new(cfg);
     let mut g = Graph::new("patchmix_train_step");
     let (b, img) = (cfg.batch, cfg.vit.img);
@@ -126,6 +144,9 @@ pub fn build_step(cfg: &StepConfig) -> Result<StepGraph, GraphError> {
     let step = scalar_input(&mut g, names::STEP);
     let tau = scalar_input(&mut g, names::TEMPERATURE);
     let mu = (cfg.frame == Frame::Momentum).then(|| scalar_input(&mut g, names::MOMENTUM));
+    let loss_scale = cfg
+        .scales_loss()
+        .then(|| scalar_input(&mut g, names::LOSS_SCALE));
     let mut drop_masks: BTreeMap<&str, ValueId> = BTreeMap::new();
     if cfg.has_drop_path() {
         for pass in cfg.base_passes() {
@@ -240,16 +261,25 @@ pub fn build_step(cfg: &StepConfig) -> Result<StepGraph, GraphError> {
                 drop_path,
                 tokens: false,
                 training: true,
+                compute,
             };
             let feats = g
                 .scoped("base_encoder", |g| encoder_forward(g, vit, enc, x, &opts))?
                 .cls;
             let k = g.scoped("head", |g| {
-                mlp_head(g, feats, "base_encoder.head", &proj, &params, stats)
+                mlp_head(
+                    g,
+                    feats,
+                    "base_encoder.head",
+                    &proj,
+                    &params,
+                    stats,
+                    compute,
+                )
             })?;
             let q = if with_pred {
                 Some(g.scoped("predictor", |g| {
-                    mlp_head(g, k, "predictor", &pred, &params, stats)
+                    mlp_head(g, k, "predictor", &pred, &params, stats, compute)
                 })?)
             } else {
                 None
@@ -281,6 +311,7 @@ pub fn build_step(cfg: &StepConfig) -> Result<StepGraph, GraphError> {
                         drop_path: None,
                         tokens: false,
                         training: false,
+                        compute,
                     };
                     let feats = g
                         .scoped("momentum_encoder", |g| {
@@ -288,7 +319,15 @@ pub fn build_step(cfg: &StepConfig) -> Result<StepGraph, GraphError> {
                         })?
                         .cls;
                     let k = g.scoped("head", |g| {
-                        mlp_head(g, feats, "momentum_encoder.head", &proj, mom_map, stats)
+                        mlp_head(
+                            g,
+                            feats,
+                            "momentum_encoder.head",
+                            &proj,
+                            mom_map,
+                            stats,
+                            compute,
+                        )
                     })?;
                     g.stop_gradient(k)
                 })
@@ -359,9 +398,29 @@ pub fn build_step(cfg: &StepConfig) -> Result<StepGraph, GraphError> {
         .iter()
         .map(|s| params[&s.name])
         .collect();
-    let grads = backward(&mut g, total, &wrt)?;
+    // fp16: the backward pass starts from loss·scale, so that small gradients survive in
+    // half precision, and the gradient is unscaled in f32 before AdamW.
+    let seed = match loss_scale {
+        Some(s) => g.scoped("loss_scale", |g| g.mul(total, s))?,
+        None => total,
+    };
+    let grads = backward(&mut g, seed, &wrt)?;
     let grad_flat = g.scoped("grad_flat", |g| flatten(g, &grads))?;
-    let (p_new, m_new, v_new) = g.scoped("adamw", |g| {
+    let (grad_flat, finite) = match loss_scale {
+        Some(s) => g.scoped("unscale", |g| -> Result<_, GraphError> {
+            let inv = g.unary(Op::Reciprocal, s)?;
+            let unscaled = g.mul(grad_flat, inv)?;
+            // Σg − Σg is 0 when every gradient is finite and NaN otherwise (an Inf or NaN
+            // anywhere makes the sum Inf or NaN); 1 > NaN is false.
+            let sum = sum_all(g, unscaled)?;
+            let zero_if_finite = g.sub(sum, sum)?;
+            let one = g.scalar_like(sum, 1.0);
+            let finite = g.op1(Op::Greater, &[one, zero_if_finite])?;
+            Ok((unscaled, Some(finite)))
+        })?,
+        None => (grad_flat, None),
+    };
+    let (mut p_new, mut m_new, mut v_new) = g.scoped("adamw", |g| {
         adamw(
             g,
             (p_flat, m_flat, v_flat, grad_flat),
@@ -369,6 +428,16 @@ pub fn build_step(cfg: &StepConfig) -> Result<StepGraph, GraphError> {
             AdamInputs { lr, wd, step },
         )
     })?;
+    // A step with an overflow leaves the parameters and moments as they were.
+    let finite_out = match finite {
+        Some(ok) => Some(g.scoped("skip_if_overflow", |g| -> Result<_, GraphError> {
+            p_new = g.op1(Op::Where, &[ok, p_new, p_flat])?;
+            m_new = g.op1(Op::Where, &[ok, m_new, m_flat])?;
+            v_new = g.op1(Op::Where, &[ok, v_new, v_flat])?;
+            g.op1(Op::Cast { to: DType::F32 }, &[ok])
+        })?),
+        None => None,
+    };
     let buf_vals: Vec<ValueId> = layout
         .buffers
         .slots
@@ -401,9 +470,13 @@ pub fn build_step(cfg: &StepConfig) -> Result<StepGraph, GraphError> {
         g.output(m, names::LOSS_MULTI[0]);
         g.output(mm, names::LOSS_MULTI[1]);
     }
+    if let Some(f) = finite_out {
+        g.output(f, names::GRADS_FINITE);
+    }
     Ok(StepGraph {
         graph: g,
         layout,
         config: cfg.clone(),
+        compute,
     })
 }

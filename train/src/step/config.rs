@@ -1,5 +1,6 @@
 //! The architecture and frame of one PatchMix training step.
 
+use patchmix_export::graph::Precision;
 use patchmix_export::vit::VitConfig;
 
 /// Whether keys come from the base encoder (detached) or from an EMA momentum encoder.
@@ -32,6 +33,10 @@ pub struct StepConfig {
     /// Multi-crop local crops (the ImageNet recipe), or `None`.
     #[serde(default)]
     pub local: Option<LocalCrops>,
+    /// The precision of the matrix products; fp16 adds dynamic loss scaling (the
+    /// `loss_scale` input and the `grads_finite` output).
+    #[serde(default)]
+    pub precision: Precision,
 }
 
 /// The multi-crop local crops: `count` crops of `img`×`img` pixels per image. They go through
@@ -81,6 +86,7 @@ impl StepConfig {
             frame,
             drop_path,
             local: None,
+            precision: Precision::Fp32,
         }
     }
 
@@ -117,6 +123,12 @@ impl StepConfig {
             (Some(l), "local" | "local_mix") => l.count * self.batch,
             _ => self.batch,
         }
+    }
+
+    /// Whether the step scales its loss (fp16): it then takes `loss_scale` and outputs
+    /// `grads_finite`.
+    pub fn scales_loss(&self) -> bool {
+        self.precision == Precision::Fp16
     }
 
     /// Whether drop-path mask inputs exist.

@@ -1,7 +1,7 @@
 //! The projector and predictor MLPs with BatchNorm1d in training mode.
 
 use super::layout::Slot;
-use patchmix_export::graph::{Graph, GraphError, Op, ValueId};
+use patchmix_export::graph::{Compute, Graph, GraphError, Op, ValueId};
 use std::collections::BTreeMap;
 
 /// PyTorch's BatchNorm1d epsilon.
@@ -65,7 +65,8 @@ pub fn batch_norm_train(
 }
 
 /// An MLP head `Linear(no bias)–BN–ReLU … Linear–BN(affine=False)` as in MoCo v3's
-/// `_build_mlp`; `layers` are (linear index, in, out, bn index, affine) under `prefix`.
+/// `_build_mlp`; `layers` are (linear index, in, out, bn index, affine) under `prefix`. The
+/// Linear products run in `compute`'s precision; BatchNorm and ReLU stay f32.
 ///
 /// # Errors
 /// A missing parameter or a shape mismatch.
@@ -76,6 +77,7 @@ pub fn mlp_head(
     layers: &[(usize, usize, usize, usize, bool)],
     params: &BTreeMap<String, ValueId>,
     stats: &mut RunningStats,
+    compute: Compute,
 ) -> Result<ValueId, GraphError> {
     let p = |n: String| {
         params
@@ -85,7 +87,7 @@ pub fn mlp_head(
     };
     let mut h = x;
     for (i, &(li, _, _, bi, affine)) in layers.iter().enumerate() {
-        h = g.linear(h, p(format!("{prefix}.{li}.weight"))?, None)?;
+        h = compute.linear(g, h, p(format!("{prefix}.{li}.weight"))?, None)?;
         let aff = if affine {
             Some((
                 p(format!("{prefix}.{bi}.weight"))?,

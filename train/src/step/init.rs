@@ -2,6 +2,7 @@
 
 use super::config::StepConfig;
 use super::layout::{Layout, StateLayout};
+use super::scaler::LossScaler;
 use crate::session::HostState;
 use ndarray::ArrayD;
 use patchmix_export::vit::init_weights;
@@ -47,6 +48,7 @@ pub fn init_state(cfg: &StepConfig, layout: &StateLayout, seed: u64) -> HostStat
         buffers,
         momentum,
         step: 0,
+        scaler: cfg.scales_loss().then(LossScaler::default),
     }
 }
 

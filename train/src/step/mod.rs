@@ -9,10 +9,11 @@ mod heads;
 mod init;
 mod layout;
 mod loss;
+mod scaler;
 
 pub use adamw::{AdamInputs, BETA1, BETA2, EPS, adamw};
 pub use batch::{PreparedBatch, prepare_batch, prepare_batch_with_local};
-pub use build::{StepGraph, build_step, names};
+pub use build::{StepGraph, build_step, build_step_with, names};
 pub use config::{Frame, LocalCrops, StepConfig};
 pub use heads::{
     BN_EPS, BN_MOMENTUM, RunningStats, batch_norm_train, flatten, mlp_head, unflatten,
@@ -20,3 +21,4 @@ pub use heads::{
 pub use init::{from_named, init_state, momentum_from_params, to_named};
 pub use layout::{Layout, Slot, StateLayout, is_decayed, predictor_layers, projector_layers};
 pub use loss::{l2_normalize, soft_ce};
+pub use scaler::{BACKOFF_FACTOR, GROWTH_FACTOR, GROWTH_INTERVAL, INIT_SCALE, LossScaler};
