@@ -10,7 +10,10 @@
 #      `bench step` has `--precision` (gated, so the script runs either way);
 #   4. runs ../shared/bench/torch_patchmix_step.py (staged as .ortgpu/torch_patchmix_step.py)
 #      on the same config: --amp bf16, --amp bf16 --compile, and fp32 eager;
-#   5. profiles a few CUDA steps with ORT's profiler (time per op type);
+#   5. profiles a few CUDA steps with ORT's profiler (time per op type), and measures the host
+#      input pipeline (`bench loader`: the loader's augmentations plus the step's PatchMix
+#      preparation, on all cores) at the same config and batch, to say whether the loader or
+#      the step is the bottleneck;
 #   6. records peak GPU memory of every run (nvidia-smi sampling every 100 ms, minus the idle
 #      baseline; PyTorch's max_memory_allocated too);
 #   7. writes everything under $OUT (or --out) and prints the img/s table with the ratio to
@@ -27,7 +30,7 @@
 #   $CARGO_TARGET_DIR/{release,debug}/patchmix, target/debug/patchmix), --torch PATH,
 #   --out DIR (default $OUT, else target/gpu-check), --config NAME (vit-t2), --batch B (512), --steps N (50), --warmup N (5),
 #   --cpu-batch B (64), --cpu-steps N (3), --loss-tol R (CPU vs CUDA fp32, relative, 2e-3),
-#   --bf16-tol R (bf16 vs fp32 total loss over the timed run, relative, 5e-2), --budget S
+#   --bf16-tol R (bf16 vs fp32: 10-step mean total losses over the timed run, relative, 0.10), --budget S
 #   (seconds for the whole call, 500), --no-compile, --no-torch, --dry-run.
 # Exit status: 0 when the CUDA provider loaded, the required runs (provider check, fp32, the
 # CPU comparison) finished and the loss check passed; 1 otherwise (the table and the files are
@@ -38,7 +41,7 @@ dry=0 compile=1 torch_on=1
 bin=${PATCHMIX_BIN:-}
 torch_script=
 out=${OUT:-}
-config=vit-t2 batch=512 steps=50 warmup=5 cpu_batch=64 cpu_steps=3 loss_tol=2e-3 bf16_tol=5e-2 budget=500
+config=vit-t2 batch=512 steps=50 warmup=5 cpu_batch=64 cpu_steps=3 loss_tol=2e-3 bf16_tol=0.10 budget=500
 usage() { awk 'NR > 1 && /^#/ { sub(/^# ?/, ""); print; next } NR > 1 { exit }' "$0"; }
 need() { [ $# -ge 2 ] || { echo "gpu-check: $1 needs a value" >&2; exit 2; }; }
 while [ $# -gt 0 ]; do
@@ -154,6 +157,16 @@ ours() { # $1 = run name, $2 = timeout (s), rest = `bench step` arguments
   return "$rc"
 }
 
+feed() { # $1 = run name, $2 = timeout (s), rest = `bench loader` arguments (JSON lines to $1.json)
+  local name=$1 t=$2; shift 2
+  log "run $name: $bin bench loader $* (timeout ${t}s)"
+  timeout "$t" "$bin" bench loader --json "$@" >"$out/$name.json" 2>"$out/$name.log"
+  local rc=$?
+  echo "$rc" >"$out/$name.rc"
+  [ "$rc" = 0 ] || { log "FAILED $name (exit $rc):"; tail -5 "$out/$name.log" | sed 's/^/    /' | tee -a "$out/gpu-check.log" >&2; }
+  return "$rc"
+}
+
 theirs() { # $1 = run name, $2 = timeout (s), rest = torch_patchmix_step.py arguments
   local name=$1 t=$2; shift 2
   [ "$torch_on" = 1 ] || return 0
@@ -196,6 +209,9 @@ log "out $out; binary $bin; torch script ${torch_script:-none}; config $config b
 precision=0
 "$bin" bench step --help 2>/dev/null | grep -q -- '--precision' && precision=1
 log "bench step --precision: $([ "$precision" = 1 ] && echo present || echo 'absent (bf16 runs skipped)')"
+has_loader=0
+"$bin" bench loader --help >/dev/null 2>&1 && has_loader=1
+log "bench loader: $([ "$has_loader" = 1 ] && echo present || echo 'absent (loader row skipped)')"
 
 # 1. The CUDA execution provider loads (the error names what is missing when it does not).
 ep_ok=0
@@ -207,6 +223,11 @@ fi
 # 2. fp32 on CUDA: warm-up + timed steps (every step's losses are kept).
 if [ "$ep_ok" = 1 ] && fits 60 ours_fp32; then
   ours ours_fp32 "$(cap 200)" --config "$config" --device "$dev" --batch "$batch" --steps "$steps" --warmup "$warmup"
+fi
+# 2b. The host input pipeline at the same config and batch, loader threads = all cores (it
+#     measures on the CPU only): loader img/s beside the step's.
+if [ "$has_loader" = 1 ] && fits 30 loader; then
+  feed loader "$(cap 90)" --config "$config" --batch "$batch" --threads "$(nproc)" --batches 10 --warmup 2
 fi
 # 3. The baseline of the goal: PyTorch eager bf16 on the same config and batch.
 if fits 40 torch_bf16; then
@@ -305,12 +326,55 @@ for name, label in labels.items():
             rows.append((name, label, run["img_per_s"], run["median_step_s"], peak_mib(name), None))
             results["runs"][name] = {k: run[k] for k in ("placement", "img_per_s", "median_step_s", "session_build_s")}
 base = next((r[2] for r in rows if r[0] == "torch_bf16"), None)
-lines = ["| run | img/s | median step | vs PyTorch eager bf16 | peak GPU memory (nvidia-smi) | PyTorch peak allocated |",
-         "|---|---|---|---|---|---|"]
+
+# The host input pipeline (`bench loader`, JSON lines: the last one is the run's).
+feed = None
+p = os.path.join(out, "loader.json")
+if os.path.exists(p):
+    for line in open(p):
+        line = line.strip()
+        if line.startswith("{"):
+            try:
+                feed = json.loads(line)
+            except ValueError:
+                pass
+feed_ips = feed["img_per_s"] if feed else None
+lines = ["| run | img/s | loader img/s | median step | vs PyTorch eager bf16 | peak GPU memory (nvidia-smi) | PyTorch peak allocated |",
+         "|---|---|---|---|---|---|---|"]
 for name, label, ips, med, peak, tpeak in rows:
     ratio = f"{ips / base:.2f}×" if base else "–"
-    lines.append(f"| {label} | {ips:.1f} | {med * 1e3:.1f} ms | {ratio} | "
+    feed_cell = f"{feed_ips:.1f}" if feed_ips and not name.startswith("torch") else "–"
+    lines.append(f"| {label} | {ips:.1f} | {feed_cell} | {med * 1e3:.1f} ms | {ratio} | "
                  f"{'–' if peak is None else f'{peak} MiB'} | {'–' if tpeak is None else f'{tpeak:.0f} MiB'} |")
+
+# Loader or step: the loader prefetches on its own threads, and the next batch's preparation
+# (PatchMix, targets) runs on another thread while the step runs, so a batch takes at least
+# max(loader, preparation, step).
+if feed:
+    results["loader"] = feed
+    ours_rows = [r for r in rows if not r[0].startswith("torch")]
+    if ours_rows:
+        name, label, ips, med, _, _ = max(ours_rows, key=lambda r: r[2])
+        b, k = feed["batch"], feed["batches"]
+        t_load = feed["loader_alone_s"] / k  # per batch, the loader alone
+        t_prep = feed["prepare_s"] / k  # per batch, on the training thread
+        bound = b / max(t_load, t_prep, med, 1e-12)
+        who = "the LOADER" if t_load > med else ("the PREPARATION" if t_prep > med else "the step")
+        feed_msg = (f"bottleneck: {who} — host input pipeline {feed_ips:.1f} img/s ({feed['threads']} loader threads; "
+                    f"loader alone {b / max(t_load, 1e-12):.1f}, PatchMix preparation {b / max(t_prep, 1e-12):.1f} img/s) "
+                    f"vs the fastest step ({label}) {ips:.1f} img/s; per batch of {b}: loader {t_load * 1e3:.1f} ms, "
+                    f"preparation {t_prep * 1e3:.1f} ms (overlapping the step), step {med * 1e3:.1f} ms -> at most {bound:.1f} img/s end to end")
+        results["bottleneck"] = {"bottleneck": who.split()[-1].lower(), "step_run": name,
+                                 "step_img_per_s": ips, "loader_img_per_s": feed_ips,
+                                 "loader_alone_img_per_s": b / max(t_load, 1e-12),
+                                 "prepare_img_per_s": b / max(t_prep, 1e-12), "loader_threads": feed["threads"],
+                                 "batch_loader_s": t_load, "batch_prepare_s": t_prep, "batch_step_s": med,
+                                 "end_to_end_img_per_s_bound": bound, "message": feed_msg}
+    else:
+        feed_msg = f"host input pipeline {feed_ips:.1f} img/s ({feed['threads']} loader threads); no step run to compare"
+else:
+    feed_msg = ("host input pipeline: FAILED (see loader.log)" if os.path.exists(os.path.join(out, "loader.rc"))
+                else "host input pipeline: not measured (no `bench loader` in this binary, or skipped for the budget)")
 
 # Loss check: CPU fp32 vs CUDA fp32 of the same seed and batch.
 cpu = load("cpu_fp32")
@@ -343,19 +407,26 @@ if full:
     results["fp32_losses_total"] = ls
     finite = all(x == x and abs(x) != float("inf") for x in ls)
     results["fp32_all_finite"] = finite
-# bf16 against fp32 over every step both ran (same seed, batch and data).
+# bf16 against fp32 over every step both ran (same seed, batch and data), on 10-step means
+# (the stated tolerance: single steps of a trajectory wander further, see README's mixed
+# precision notes); the worst single step is reported beside it.
 bf16_msgs = []
+def window_means(xs, w=10):
+    return [sum(xs[i:i + w]) / len(xs[i:i + w]) for i in range(0, len(xs), w)]
 for name in ("ours_bf16", "ours_bf16_graph"):
     d = load(name)
     if full and d:
         a = [l["total"] for l in full["runs"][0]["losses"]]
         b = [l["total"] for l in d["runs"][0]["losses"]]
         n = min(len(a), len(b))
-        worst = max((abs(x - y) / max(abs(x), 1e-6) for x, y in zip(a[:n], b[:n])), default=float("nan"))
+        rel = lambda x, y: abs(x - y) / max(abs(x), 1e-6)
+        worst_step = max((rel(x, y) for x, y in zip(a[:n], b[:n])), default=float("nan"))
+        worst = max((rel(x, y) for x, y in zip(window_means(a[:n]), window_means(b[:n]))), default=float("nan"))
         ok = worst <= bf16_tol
-        results[name + "_vs_fp32"] = {"steps": n, "worst_rel_total": worst, "tolerance_rel": bf16_tol, "passed": ok}
-        bf16_msgs.append(f"{name} vs fp32 ({n} steps): worst relative difference of the total loss {worst:.2e} "
-                         f"(tolerance {bf16_tol:g}) -> {'PASS' if ok else 'FAIL'}")
+        results[name + "_vs_fp32"] = {"steps": n, "worst_rel_10_step_mean": worst, "worst_rel_step": worst_step,
+                                      "tolerance_rel": bf16_tol, "passed": ok}
+        bf16_msgs.append(f"{name} vs fp32 ({n} steps): worst relative difference of 10-step mean losses {worst:.2e} "
+                         f"(tolerance {bf16_tol:g}; worst single step {worst_step:.2e}) -> {'PASS' if ok else 'FAIL'}")
 ep = load("ep_check")
 ep_place = ep["runs"][0]["placement"] if ep and ep["runs"] else "none"
 failed = []
@@ -383,7 +454,7 @@ for l in env.splitlines():
 summary = [f"# gpu-check{' (dry run on the CPU, tiny config)' if dry else ''}", "",
            f"GPU: {gpu_name or 'none'}; batch {batch}; the CUDA check ran on: {ep_place}"
            f"{'' if ep_ok else ' (FAILED: see ep_check.log)'}", "",
-           *lines, "", msg, *bf16_msgs]
+           *lines, "", feed_msg, "", msg, *bf16_msgs]
 if failed:
     summary += ["", "failed runs (see their .log): " + ", ".join(failed)]
 if prof_lines:

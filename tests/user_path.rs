@@ -76,3 +76,34 @@ fn pretrain_resume_export_tract_vs_ort_and_knn() {
     assert!((0.0..=100.0).contains(&row.top1), "{report:?}");
     assert_eq!(report.rows.len(), 2);
 }
+
+/// The training loop prepares the next step's PatchMix inputs on another thread while a step
+/// runs; the losses are exactly those of stepping a `Trainer` by hand, one batch at a time.
+#[test]
+fn the_overlapped_training_loop_matches_stepping_by_hand() {
+    let dir = tempfile::tempdir().unwrap();
+    let run = dir.path().join("loop");
+    let mut cfg = tiny(&run);
+    cfg.epochs = 1;
+    cfg.max_steps = Some(6);
+    run_pretrain(&cfg, &quiet(None)).expect("pretraining");
+    let by_loop: Vec<f64> = losses(&run).into_iter().map(|(_, l)| l).collect();
+    assert_eq!(by_loop.len(), 6);
+
+    cfg.out_dir = dir.path().join("hand");
+    let mut t = patchmix_train::pretrain::Trainer::new(&cfg, &quiet(None)).expect("a trainer");
+    let mut by_hand = Vec::new();
+    for batch in t.loader.epoch(0).take(6) {
+        let batch = batch.expect("a batch");
+        let local = patchmix_train::pretrain::run::local_crops(&batch);
+        let (v1, v2) = (
+            batch.view1.into_raw_vec_and_offset().0,
+            batch.view2.into_raw_vec_and_offset().0,
+        );
+        let (l, _) = t.step(v1, v2, local).expect("a step");
+        t.progress.global_step += 1;
+        t.progress.step_in_epoch += 1;
+        by_hand.push(f64::from(l.total));
+    }
+    assert_eq!(by_loop, by_hand);
+}

@@ -384,3 +384,42 @@ fn half_precision_steps_given_to_the_cpu_are_emulated_not_refused() {
         assert!(l.total.is_finite());
     }
 }
+
+/// The native half-precision steps (the graphs CUDA runs; the CPU never loads them) are valid
+/// ONNX with consistent types: `onnx.checker.check_model(full_check=True)` runs ONNX's strict
+/// type and shape inference over every node.
+#[test]
+fn native_half_precision_steps_pass_the_onnx_full_checker() {
+    let probe = std::process::Command::new("python3")
+        .args(["-c", "import onnx"])
+        .output();
+    if !matches!(probe, Ok(ref o) if o.status.success()) {
+        eprintln!("SKIPPED: python3 with the `onnx` package is not available (pip install onnx)");
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    for (p, frame) in [
+        (Precision::Bf16, Frame::Momentum),
+        (Precision::Fp16, Frame::NoMomentum),
+    ] {
+        let cfg = StepConfig { frame, ..config(p) };
+        let step = build_step(&cfg).unwrap();
+        let path = dir.path().join(format!("{p}.onnx"));
+        patchmix_export::onnx::write_onnx(&step.graph, &path).unwrap();
+        let out = std::process::Command::new("python3")
+            .args([
+                "-c",
+                "import onnx,sys; m=onnx.load(sys.argv[1]); onnx.checker.check_model(m, full_check=True); print(sum(n.op_type == 'Cast' for n in m.graph.node))",
+                path.to_str().unwrap(),
+            ])
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{p}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let casts: usize = String::from_utf8_lossy(&out.stdout).trim().parse().unwrap();
+        assert!(casts > 0, "{p}");
+    }
+}

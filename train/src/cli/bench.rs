@@ -2,7 +2,7 @@
 
 use anyhow::Result;
 
-use super::{bench_embed, bench_step};
+use super::{bench_embed, bench_loader, bench_step};
 
 /// Arguments of `patchmix bench`.
 #[derive(clap::Args, Debug)]
@@ -20,6 +20,9 @@ pub enum BenchCommand {
     /// Training-step throughput of the compiled step in ONNX Runtime (img/s, node counts,
     /// optimisation levels side by side, per-op profile).
     Step(bench_step::Args),
+    /// Host input-pipeline throughput: the loader's decode and augmentations plus the step's
+    /// PatchMix preparation, in img/s per loader thread count (to set beside `bench step`).
+    Loader(bench_loader::Args),
 }
 
 /// Runs `patchmix bench <workload>`.
@@ -30,5 +33,6 @@ pub fn run(args: Args) -> Result<()> {
     match args.command {
         BenchCommand::Embed(a) => bench_embed::run(a),
         BenchCommand::Step(a) => bench_step::run(a),
+        BenchCommand::Loader(a) => bench_loader::run(a),
     }
 }

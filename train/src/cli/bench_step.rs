@@ -68,70 +68,44 @@ pub struct Args {
     pub save: Option<PathBuf>,
 }
 
+/// The named step configurations shared by `bench step` and `bench loader`: `tiny`, `small`,
+/// `vit-t4` and `vit-t2` (32×32 images; they differ from `tiny` in the encoder, the head
+/// widths and the batch).
+///
+/// # Errors
+/// An unknown name, listing the known ones.
+pub(super) fn named_config(name: &str, frame: Frame, drop_path: f32) -> anyhow::Result<StepConfig> {
+    let vit = |patch, dim, depth, heads| VitConfig {
+        img: 32,
+        patch,
+        dim,
+        depth,
+        heads,
+    };
+    let named = |vit, hidden, out, batch| StepConfig {
+        vit,
+        hidden,
+        out,
+        batch,
+        ..StepConfig::tiny(frame, drop_path)
+    };
+    Ok(match name {
+        "tiny" => StepConfig::tiny(frame, drop_path),
+        "small" => named(vit(4, 64, 4, 4), 512, 128, 64),
+        "vit-t4" => named(vit(4, 192, 12, 3), 4096, 256, 64),
+        "vit-t2" => named(vit(2, 192, 12, 3), 4096, 256, 512),
+        o => anyhow::bail!("unknown bench config `{o}`: expected tiny, small, vit-t4 or vit-t2"),
+    })
+}
+
 fn config(a: &Args) -> anyhow::Result<StepConfig> {
     let frame = if a.momentum {
         Frame::Momentum
     } else {
         Frame::NoMomentum
     };
-    let mut c = match a.config.as_str() {
-        "small" => StepConfig {
-            vit: VitConfig {
-                img: 32,
-                patch: 4,
-                dim: 64,
-                depth: 4,
-                heads: 4,
-            },
-            hidden: 512,
-            out: 128,
-            batch: 64,
-            mix: 2,
-            frame,
-            drop_path: a.drop_path,
-            local: None,
-            precision: a.precision,
-        },
-        "tiny" => StepConfig {
-            precision: a.precision,
-            ..StepConfig::tiny(frame, a.drop_path)
-        },
-        "vit-t4" => StepConfig {
-            vit: VitConfig {
-                img: 32,
-                patch: 4,
-                dim: 192,
-                depth: 12,
-                heads: 3,
-            },
-            hidden: 4096,
-            out: 256,
-            batch: 64,
-            mix: 2,
-            frame,
-            drop_path: a.drop_path,
-            local: None,
-            precision: a.precision,
-        },
-        "vit-t2" => StepConfig {
-            vit: VitConfig {
-                img: 32,
-                patch: 2,
-                dim: 192,
-                depth: 12,
-                heads: 3,
-            },
-            hidden: 4096,
-            out: 256,
-            batch: 512,
-            mix: 2,
-            frame,
-            drop_path: a.drop_path,
-            local: None,
-            precision: a.precision,
-        },
-        o => anyhow::bail!("unknown bench config `{o}`: expected tiny, small, vit-t4 or vit-t2"),
-    };
+    let mut c = named_config(&a.config, frame, a.drop_path)?;
+    c.precision = a.precision;
     if let Some(b) = a.batch {
         c.batch = b;
     }

@@ -8,7 +8,9 @@ use super::monitor::{encoder_weights, knn_eval, ort_encoder};
 use crate::augment::{AugmentConfig, MultiCrop, Pipeline};
 use crate::data::{Loader, LoaderConfig};
 use crate::session::{DeviceOptions, HostState, Losses, SessionOptions, StepSession};
-use crate::step::{PreparedBatch, StepGraph, build_step, init_state, prepare_batch_with_local};
+use crate::step::{
+    PreparedBatch, StepConfig, StepGraph, build_step, init_state, prepare_batch_with_local,
+};
 use patchmix_core::{cosine_schedule, momentum_schedule, temperature_schedule};
 use patchmix_export::data::{Dataset, DatasetRef};
 use patchmix_export::graph::Precision;
@@ -114,7 +116,6 @@ fn check_run_dir(dir: &Path) -> Result<(), String> {
     Ok(())
 }
 
-/// The seed of step `global_step`'s PatchMix permutations and drop-path masks.
 /// The area fraction separating local from global crops when multi-crop is on and the
 /// config leaves `global_crop` unset (the ImageNet recipe's 0.35).
 pub const DEFAULT_GLOBAL_CROP: f64 = 0.35;
@@ -136,8 +137,41 @@ pub fn local_crops(batch: &crate::data::Batch) -> Option<Vec<f32>> {
     Some(v)
 }
 
+/// The seed of step `global_step`'s PatchMix permutations and drop-path masks.
 pub fn step_seed(seed: u64, global_step: u64) -> u64 {
     crate::data::sample_seed(seed ^ 0x5041_5443_484d_4958, global_step, 0)
+}
+
+/// A loader batch's host inputs for the step: the views, and the local crops stacked
+/// crop-major.
+type RawViews = (Vec<f32>, Vec<f32>, Option<Vec<f32>>);
+
+fn raw_views(batch: crate::data::Batch) -> RawViews {
+    let local = local_crops(&batch);
+    (
+        batch.view1.into_raw_vec_and_offset().0,
+        batch.view2.into_raw_vec_and_offset().0,
+        local,
+    )
+}
+
+/// Step `global_step`'s inputs (PatchMix images, targets, drop-path masks, all derived from
+/// the run seed and the step) and schedule values. A pure function of its arguments, so the
+/// training loop runs it for the next step on another thread while the current step runs.
+///
+/// # Errors
+/// Data or schedule errors.
+pub fn prepare_step_inputs(
+    cfg: &PretrainConfig,
+    sc: &StepConfig,
+    steps_per_epoch: u64,
+    (epoch, global_step): (u64, u64),
+    (view1, view2, local): RawViews,
+) -> Result<(PreparedBatch, Scalars), String> {
+    let s = scalars(cfg, steps_per_epoch, epoch, global_step)?;
+    let seed = step_seed(cfg.seed, global_step);
+    let b = prepare_batch_with_local(sc, view1, view2, local, seed, cfg.smoothing)?;
+    Ok((b, s))
 }
 
 /// A loader, step session and state for a configuration (fresh or resumed).
@@ -282,17 +316,21 @@ impl Trainer {
         view2: Vec<f32>,
         local: Option<Vec<f32>>,
     ) -> Result<(PreparedBatch, Scalars), String> {
-        let spe = self.loader.steps_per_epoch() as u64;
-        let s = scalars(
+        prepare_step_inputs(
             &self.cfg,
-            spe,
-            self.progress.epoch,
-            self.progress.global_step,
-        )?;
-        let sc = &self.session.step_graph().config;
-        let seed = step_seed(self.cfg.seed, self.progress.global_step);
-        let b = prepare_batch_with_local(sc, view1, view2, local, seed, self.cfg.smoothing)?;
-        Ok((b, s))
+            &self.session.step_graph().config,
+            self.loader.steps_per_epoch() as u64,
+            (self.progress.epoch, self.progress.global_step),
+            (view1, view2, local),
+        )
+    }
+
+    /// [`Trainer::prepare`] on a loader batch's raw views.
+    ///
+    /// # Errors
+    /// Data or schedule errors.
+    fn prepare_views(&self, (v1, v2, local): RawViews) -> Result<(PreparedBatch, Scalars), String> {
+        self.prepare(v1, v2, local)
     }
 
     /// Runs one step on prepared inputs (without advancing `progress`).
@@ -372,22 +410,39 @@ pub fn run_pretrain(cfg: &PretrainConfig, opts: &RunOptions) -> Result<RunSummar
             .loader
             .epoch_from(epoch, t.progress.step_in_epoch as usize);
         let mut timer = Instant::now();
+        let sc = t.session.step_graph().config.clone();
+        let mut next_batch = || -> Result<RawViews, String> {
+            let batch = it
+                .next()
+                .ok_or("the loader ended early")?
+                .map_err(|e| e.to_string())?;
+            Ok(raw_views(batch))
+        };
+        // The next step's PatchMix preparation runs on its own thread while this step runs
+        // (it is a pure function of the seed and the step, so the results are unchanged).
+        let mut pending: Option<std::thread::JoinHandle<Result<(PreparedBatch, Scalars), String>>> =
+            None;
         while t.progress.step_in_epoch < spe {
             if t.progress.global_step >= max_steps {
                 bar.finish_and_clear();
                 break 'epochs;
             }
-            let batch = it
-                .next()
-                .ok_or("the loader ended early")?
-                .map_err(|e| e.to_string())?;
-            let local = local_crops(&batch);
-            let (v1, v2) = (
-                batch.view1.into_raw_vec_and_offset().0,
-                batch.view2.into_raw_vec_and_offset().0,
-            );
+            let (prepared, s) = match pending.take() {
+                Some(h) => h
+                    .join()
+                    .map_err(|_| "the batch preparation thread panicked".to_string())??,
+                None => t.prepare_views(next_batch()?)?,
+            };
+            let next_step = t.progress.global_step + 1;
+            if t.progress.step_in_epoch + 1 < spe && next_step < max_steps {
+                let views = next_batch()?;
+                let (c, sc) = (t.cfg.clone(), sc.clone());
+                pending = Some(std::thread::spawn(move || {
+                    prepare_step_inputs(&c, &sc, spe, (epoch, next_step), views)
+                }));
+            }
             let scale_used = t.session.loss_scaler().map(|s| s.scale);
-            let (l, s) = t.step(v1, v2, local)?;
+            let l = t.run_prepared(&prepared, &s)?;
             let secs = timer.elapsed().as_secs_f64();
             timer = Instant::now();
             // fp16: an overflow skips the update and halves the loss scale (PyTorch's
