@@ -7,7 +7,14 @@
 //!   `target_mix`, `target_mix2` [B,N], the scalars `lr`, `wd`, `temperature`, `momentum`, the
 //!   permutations `perm_mix1`/`perm_mix2`, and `drop_path.<pass>` [2·depth, B] when drop path
 //!   is on;
-//! - `losses.json`: `src`, `mix`, `mix2`, `total`.
+//! - `losses.json`: `src`, `mix`, `mix2`, `total` (and `multi`, `multi_mix` with local crops);
+//! - `step_config.json`: the step's architecture and frame, the serde JSON of its
+//!   [`StepConfig`](crate::step::StepConfig): `vit` (`img`, `patch`, `dim`, `depth`,
+//!   `heads`), `hidden`, `out`, `batch`, `mix` (m), `frame` (`no-momentum` or `momentum`),
+//!   `drop_path` (the maximum rate), `local` (`null` or `{count, img}`) and `precision`.
+//!
+//! `scripts/replay_step.py DIR` rebuilds the step from these files in PyTorch autograd and
+//! compares its losses, gradients and updated state with the engine's.
 
 use super::checkpoint::state_dict;
 use super::run::Trainer;
@@ -23,6 +30,11 @@ pub fn dump_step(t: &mut Trainer, dir: &Path) -> Result<crate::session::Losses, 
     std::fs::create_dir_all(dir).map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
     let step = t.session.step_graph().clone();
     let sc = &step.config;
+    let config_path = dir.join("step_config.json");
+    let config_json = serde_json::to_string_pretty(sc)
+        .map_err(|e| format!("cannot serialise the step configuration: {e}"))?;
+    patchmix_export::atomic::write_atomic(&config_path, config_json.as_bytes())
+        .map_err(|e| format!("cannot write {}: {e}", config_path.display()))?;
     let before = t.host()?;
     let (f, i) = state_dict(sc, &step.layout, &before);
     save_safetensors_with_ints(dir.join("before.safetensors"), &f, &i, None)
