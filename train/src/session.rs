@@ -205,7 +205,16 @@ pub fn build_session_on(
     opts: &SessionOptions,
     dev: &DeviceOptions,
 ) -> Result<(Session, Placement), EngineError> {
-    let prepared = device::prepare(dev.device)?;
+    build_session_prepared(bytes, opts, dev, &device::prepare(dev.device)?)
+}
+
+/// [`build_session_on`] with ONNX Runtime already prepared for `dev.device`.
+fn build_session_prepared(
+    bytes: &[u8],
+    opts: &SessionOptions,
+    dev: &DeviceOptions,
+    prepared: &device::Prepared,
+) -> Result<(Session, Placement), EngineError> {
     let cuda = CudaOptions {
         device_id: 0,
         cuda_graph: dev.cuda_graph,
@@ -213,7 +222,7 @@ pub fn build_session_on(
         memory_limit: None,
     };
     let b = session_builder(&prepared.env, opts)?;
-    let (mut b, placement) = device::register_execution_provider(b, &prepared, &cuda)?;
+    let (mut b, placement) = device::register_execution_provider(b, prepared, &cuda)?;
     match (b.commit_from_memory(bytes), placement) {
         (Ok(s), p) => Ok((s, p)),
         (Err(e), Placement::Cuda(_)) if dev.device == Device::Auto => {
@@ -436,12 +445,12 @@ fn losses_from(cfg: &StepConfig, v: &[f32]) -> Losses {
 /// that will run on the CPU is therefore rebuilt with its products emulated (rounded to the
 /// half type, computed in f32; the numbers of a half-precision run, at fp32 speed), saying so
 /// on stderr.
-fn fit_to_device(step: StepGraph, device: Device) -> Result<StepGraph, EngineError> {
+fn fit_to_device(step: StepGraph, placement: Placement) -> Result<StepGraph, EngineError> {
     use patchmix_export::graph::Compute;
     let Compute::Native(dtype) = step.compute else {
         return Ok(step);
     };
-    if device::prepare(device)?.placement != Placement::Cpu {
+    if placement != Placement::Cpu {
         return Ok(step);
     }
     eprintln!(
@@ -662,9 +671,10 @@ impl StepSession {
         dev: &DeviceOptions,
         init: &HostState,
     ) -> Result<StepSession, EngineError> {
-        let step = fit_to_device(step, dev.device)?;
+        let prepared = device::prepare(dev.device)?;
+        let step = fit_to_device(step, prepared.placement)?;
         let bytes = to_onnx_bytes(&step.graph);
-        let (session, placement) = build_session_on(&bytes, opts, dev)?;
+        let (session, placement) = build_session_prepared(&bytes, opts, dev, &prepared)?;
         let engine = if placement == Placement::Cpu && !dev.io_binding {
             Engine::Plain(Vec::new())
         } else {

@@ -3,19 +3,9 @@
 //! both frames, export, check tract and ort agree on the exported encoder, and run kNN.
 
 use std::path::Path;
-use std::process::Command;
 
-fn patchmix(args: &[&str]) -> (bool, String, String) {
-    let out = Command::new(env!("CARGO_BIN_EXE_patchmix"))
-        .args(args)
-        .output()
-        .expect("run patchmix");
-    (
-        out.status.success(),
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
-}
+mod common;
+use common::patchmix;
 
 fn losses(run: &Path) -> Vec<(u64, f64)> {
     std::fs::read_to_string(run.join("metrics.jsonl"))

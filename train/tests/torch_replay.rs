@@ -28,17 +28,8 @@ fn replay_script() -> PathBuf {
         .join("replay_step.py")
 }
 
-fn patchmix(args: &[&str]) -> (bool, String, String) {
-    let out = Command::new(env!("CARGO_BIN_EXE_patchmix"))
-        .args(args)
-        .output()
-        .expect("run patchmix");
-    (
-        out.status.success(),
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
-}
+mod common;
+use common::patchmix;
 
 /// Dumps one step of the `tiny-test` preset with the TOML overrides `body` into
 /// `root/dump-NAME`, after `steps_before` ordinary steps (resumed from their checkpoint, so

@@ -299,6 +299,44 @@ impl Dataset {
         }
     }
 
+    /// `n` synthetic 32×32 images (10 classes, seed 1) held in memory as CIFAR-10 records, read
+    /// back through the CIFAR reader: what benchmarks use to measure the input pipeline on
+    /// data that sits in memory as real CIFAR does.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use patchmix_export::data::Dataset;
+    ///
+    /// let ds = Dataset::cifar_like(4)?;
+    /// assert_eq!((ds.len(), ds.image_size()), (4, Some((32, 32))));
+    /// # Ok::<(), patchmix_export::data::DataError>(())
+    /// ```
+    ///
+    /// # Errors
+    ///
+    /// Never for the generated records in practice (as [`Dataset::cifar_from_readers`]).
+    pub fn cifar_like(n: usize) -> Result<Self, DataError> {
+        let synth = Self::synthetic(
+            SyntheticSpec {
+                n,
+                size: 32,
+                classes: 10,
+                seed: 1,
+            },
+            Split::Train,
+        );
+        let mut bytes = Vec::with_capacity(n * 3073);
+        for i in 0..n {
+            let img = synth.image(i)?;
+            bytes.push(synth.label(i) as u8);
+            for c in 0..3 {
+                bytes.extend(img.pixels().map(|p| p.0[c]));
+            }
+        }
+        Self::cifar_from_readers(false, [&bytes[..]])
+    }
+
     /// Number of images.
     pub fn len(&self) -> usize {
         self.labels.len()

@@ -108,11 +108,6 @@ impl Compute {
         }
     }
 
-    /// Whether products run in f32 without rounding.
-    pub fn is_f32(self) -> bool {
-        self == Compute::F32
-    }
-
     fn round(g: &mut Graph, x: ValueId, dt: DType) -> Result<ValueId, GraphError> {
         let low = g.op1(Op::Cast { to: dt }, &[x])?;
         g.op1(Op::Cast { to: DType::F32 }, &[low])

@@ -3,7 +3,7 @@
 //! local crops when the step has them, on `--threads` workers, prefetching on its producer
 //! thread) followed by the host work the pretraining loop does before `Session::run` (the
 //! local crops stacked crop-major, the PatchMix mixing of both views and the soft targets and
-//! drop-path masks, through [`prepare_batch_with_local`]), on the same named configurations
+//! drop-path masks, through [`prepare_step_inputs`]), on the same named configurations
 //! as `bench step`, so that the two img/s can be put side by side.
 
 use std::hint::black_box;
@@ -11,12 +11,12 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use anyhow::{Context, bail};
-use patchmix_export::data::{Dataset, DatasetRef, Split};
+use patchmix_export::data::{Dataset, DatasetRef};
 use patchmix_train::augment::{AugmentConfig, MultiCrop, Pipeline};
 use patchmix_train::data::{Loader, LoaderConfig};
 use patchmix_train::pretrain::PretrainConfig;
-use patchmix_train::pretrain::run::{DEFAULT_GLOBAL_CROP, local_crops, step_seed};
-use patchmix_train::step::{Frame, LocalCrops, StepConfig, prepare_batch_with_local};
+use patchmix_train::pretrain::run::{DEFAULT_GLOBAL_CROP, prepare_step_inputs, raw_views};
+use patchmix_train::step::{LocalCrops, StepConfig};
 
 /// The recipe whose data settings (minimum crop area, label smoothing, seed) the benchmark
 /// uses: the CIFAR ViT-T/2 one.
@@ -34,13 +34,10 @@ const MAX_THREADS: usize = 1024;
 /// Measure the host-side input pipeline (loader + PatchMix preparation) in img/s.
 #[derive(clap::Args, Debug)]
 pub struct Args {
-    /// `tiny`, `small`, `vit-t4` or `vit-t2`: the configurations of `bench step` (image and
-    /// patch size, batch and m are what matter here).
-    #[arg(long, default_value = "small")]
-    pub config: String,
-    /// Batch size override.
-    #[arg(long)]
-    pub batch: Option<usize>,
+    /// The step configuration, as `bench step` takes it (image and patch size, batch and m
+    /// are what matter here).
+    #[command(flatten)]
+    pub step: super::bench_step::NamedStep,
     /// Measured batches per thread count (after the warm-up batches).
     #[arg(long, default_value_t = 10)]
     pub batches: usize,
@@ -61,12 +58,6 @@ pub struct Args {
     /// Multi-crop: side of the local crops in pixels (a multiple of the patch size).
     #[arg(long, default_value_t = 16)]
     pub local_size: usize,
-    /// Drop-path rate (its masks are drawn on the host; `bench step` defaults to none too).
-    #[arg(long, default_value_t = 0.0)]
-    pub drop_path: f32,
-    /// Use the momentum frame (fewer passes take drop-path masks).
-    #[arg(long)]
-    pub momentum: bool,
     /// Print one JSON object per thread count, one per line, instead of the table.
     #[arg(long)]
     pub json: bool,
@@ -74,15 +65,7 @@ pub struct Args {
 
 /// The step configuration of `--config`, as `bench step` builds it.
 fn step_config(a: &Args) -> anyhow::Result<StepConfig> {
-    let frame = if a.momentum {
-        Frame::Momentum
-    } else {
-        Frame::NoMomentum
-    };
-    let mut c = super::bench_step::named_config(&a.config, frame, a.drop_path)?;
-    if let Some(b) = a.batch {
-        c.batch = b;
-    }
+    let mut c = a.step.config()?;
     if a.local_crops > 0 {
         c.local = Some(LocalCrops {
             count: a.local_crops,
@@ -117,25 +100,6 @@ fn thread_counts(spec: Option<&str>) -> anyhow::Result<Vec<usize>> {
         })
         .collect::<anyhow::Result<Vec<_>>>()?;
     Ok(counts)
-}
-
-/// CIFAR-10 records (label + CHW pixels) made from the synthetic generator and read back
-/// through the CIFAR reader, so the images sit in memory as real CIFAR does (as the criterion
-/// benchmark `train/benches/loader.rs` does).
-fn cifar_like(n: usize) -> anyhow::Result<Dataset> {
-    let spec = format!("synthetic:{n},size=32,classes=10,seed=1")
-        .parse()
-        .map_err(|e| anyhow::anyhow!("synthetic data: {e}"))?;
-    let synth = Dataset::synthetic(spec, Split::Train);
-    let mut bytes = Vec::with_capacity(n * 3073);
-    for i in 0..n {
-        let img = synth.image(i)?;
-        bytes.push(synth.label(i) as u8);
-        for c in 0..3 {
-            bytes.extend(img.pixels().map(|p| p.0[c]));
-        }
-    }
-    Ok(Dataset::cifar_from_readers(false, [&bytes[..]])?)
 }
 
 /// One thread count's measurement.
@@ -189,7 +153,8 @@ fn measure(
     }
 
     // The pretraining loop's host path: the prefetching epoch iterator, then what
-    // `run_pretrain` and `Trainer::prepare` do with each batch before `Session::run`.
+    // `run_pretrain` does with each batch before `Session::run` (on its own thread there,
+    // overlapping the previous step; here in line, to time it).
     let mut wall = Instant::now();
     let (mut loader_wait_s, mut prepare_s) = (0.0, 0.0);
     let mut it = loader.epoch(0);
@@ -205,20 +170,9 @@ fn measure(
         let t0 = Instant::now();
         let batch = it.next().context("the loader ended early")??;
         let t1 = Instant::now();
-        let local = local_crops(&batch);
-        let (v1, v2) = (
-            batch.view1.into_raw_vec_and_offset().0,
-            batch.view2.into_raw_vec_and_offset().0,
-        );
-        let prepared = prepare_batch_with_local(
-            cfg,
-            v1,
-            v2,
-            local,
-            step_seed(recipe.seed, g as u64),
-            recipe.smoothing,
-        )
-        .map_err(anyhow::Error::msg)?;
+        let prepared =
+            prepare_step_inputs(recipe, cfg, spe as u64, (epoch, g as u64), raw_views(batch))
+                .map_err(anyhow::Error::msg)?;
         drop(black_box(prepared));
         let t2 = Instant::now();
         loader_wait_s += (t1 - t0).as_secs_f64();
@@ -265,7 +219,7 @@ pub fn run(a: Args) -> anyhow::Result<()> {
             }
             let n = cfg.batch * (MAX_IMAGES / cfg.batch).clamp(1, total);
             (
-                cifar_like(n)?,
+                Dataset::cifar_like(n)?,
                 format!("synthetic CIFAR-like 32×32, {n} images in memory"),
             )
         }
@@ -292,7 +246,7 @@ pub fn run(a: Args) -> anyhow::Result<()> {
         println!(
             "bench loader: config {} (img {}, patch {}, B {}, m {}, {local_desc}); {data_name}; \
              {} measured batches after {} warm-up; {profile} build",
-            a.config, cfg.vit.img, cfg.vit.patch, cfg.batch, cfg.mix, a.batches, a.warmup
+            a.step.config, cfg.vit.img, cfg.vit.patch, cfg.batch, cfg.mix, a.batches, a.warmup
         );
         println!(
             "{:>7}  {:>14}  {:>13}  {:>13}  {:>10}  {:>10}  {:>10}",
@@ -308,7 +262,7 @@ pub fn run(a: Args) -> anyhow::Result<()> {
         let prepare_img_per_s = imgs / m.prepare_s;
         if a.json {
             let line = serde_json::json!({
-                "config": a.config,
+                "config": a.step.config,
                 "batch": cfg.batch,
                 "img": cfg.vit.img,
                 "patch": cfg.vit.patch,
@@ -346,10 +300,10 @@ pub fn run(a: Args) -> anyhow::Result<()> {
     }
     if !a.json {
         println!(
-            "pipeline: the prefetching loader plus the step's host preparation on the training \
-             thread, as `pretrain` runs them (wait: blocked on the loader; prepare: PatchMix \
-             mixing, targets{}); loader: the loader alone. The preparation runs serially with \
-             the step, so a training step takes at least max(loader time, prepare time + step time).",
+            "pipeline: the prefetching loader plus the step's host preparation, timed in line \
+             (wait: blocked on the loader; prepare: PatchMix mixing, targets{}); loader: the \
+             loader alone. `pretrain` prepares the next step on its own thread while a step \
+             runs, so a training step takes at least max(loader time, prepare time, step time).",
             if cfg.has_drop_path() {
                 ", drop-path masks"
             } else {

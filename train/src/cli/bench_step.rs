@@ -13,15 +13,9 @@ use std::time::Instant;
 /// Measure training-step throughput.
 #[derive(clap::Args, Debug)]
 pub struct Args {
-    /// `tiny` (img 8, patch 2, D 16, depth 2, heads 2, h 32, o 16, batch 8), `small` (img 32,
-    /// patch 4, D 64, depth 4, heads 4, h 512, o 128, batch 64, m 2), `vit-t4` (D 192, depth 12,
-    /// heads 3, h 4096, o 256, batch 64) or `vit-t2` (the CIFAR ViT-T/2 recipe: patch 2,
-    /// batch 512).
-    #[arg(long, default_value = "small")]
-    pub config: String,
-    /// Batch size override.
-    #[arg(long)]
-    pub batch: Option<usize>,
+    /// The step configuration.
+    #[command(flatten)]
+    pub step: NamedStep,
     /// Measured steps (after the warm-up steps).
     #[arg(long, default_value_t = 5)]
     pub steps: usize,
@@ -53,62 +47,80 @@ pub struct Args {
     /// ORT intra-op threads (default: one per core).
     #[arg(long)]
     pub threads: Option<usize>,
-    /// Drop-path rate (the reference PyTorch script has none).
-    #[arg(long, default_value_t = 0.0)]
-    pub drop_path: f32,
     /// Write an ORT profile to this path prefix and print the time per op type.
     #[arg(long)]
     pub profile: Option<PathBuf>,
-    /// Use the momentum frame.
-    #[arg(long)]
-    pub momentum: bool,
     /// Also write the step as `DIR/step.onnx` plus `DIR/feeds.safetensors` (one step's
     /// inputs), to replay it in any ONNX Runtime.
     #[arg(long, value_name = "DIR")]
     pub save: Option<PathBuf>,
 }
 
-/// The named step configurations shared by `bench step` and `bench loader`: `tiny`, `small`,
-/// `vit-t4` and `vit-t2` (32×32 images; they differ from `tiny` in the encoder, the head
-/// widths and the batch).
-///
-/// # Errors
-/// An unknown name, listing the known ones.
-pub(super) fn named_config(name: &str, frame: Frame, drop_path: f32) -> anyhow::Result<StepConfig> {
-    let vit = |patch, dim, depth, heads| VitConfig {
-        img: 32,
-        patch,
-        dim,
-        depth,
-        heads,
-    };
-    let named = |vit, hidden, out, batch| StepConfig {
-        vit,
-        hidden,
-        out,
-        batch,
-        ..StepConfig::tiny(frame, drop_path)
-    };
-    Ok(match name {
-        "tiny" => StepConfig::tiny(frame, drop_path),
-        "small" => named(vit(4, 64, 4, 4), 512, 128, 64),
-        "vit-t4" => named(vit(4, 192, 12, 3), 4096, 256, 64),
-        "vit-t2" => named(vit(2, 192, 12, 3), 4096, 256, 512),
-        o => anyhow::bail!("unknown bench config `{o}`: expected tiny, small, vit-t4 or vit-t2"),
-    })
+/// A named step configuration with its overrides, shared by `bench step` and `bench loader`.
+#[derive(clap::Args, Debug)]
+pub struct NamedStep {
+    /// `tiny` (img 8, patch 2, D 16, depth 2, heads 2, h 32, o 16, batch 8), `small` (img 32,
+    /// patch 4, D 64, depth 4, heads 4, h 512, o 128, batch 64, m 2), `vit-t4` (D 192, depth 12,
+    /// heads 3, h 4096, o 256, batch 64) or `vit-t2` (the CIFAR ViT-T/2 recipe: patch 2,
+    /// batch 512).
+    #[arg(long, default_value = "small")]
+    pub config: String,
+    /// Batch size override.
+    #[arg(long)]
+    pub batch: Option<usize>,
+    /// Drop-path rate (the reference PyTorch script has none).
+    #[arg(long, default_value_t = 0.0)]
+    pub drop_path: f32,
+    /// Use the momentum frame.
+    #[arg(long)]
+    pub momentum: bool,
+}
+
+impl NamedStep {
+    /// The step configuration (32×32 images; the named ones differ from `tiny` in the
+    /// encoder, the head widths and the batch), not yet validated.
+    ///
+    /// # Errors
+    /// An unknown name, listing the known ones.
+    pub(super) fn config(&self) -> anyhow::Result<StepConfig> {
+        let frame = if self.momentum {
+            Frame::Momentum
+        } else {
+            Frame::NoMomentum
+        };
+        let vit = |patch, dim, depth, heads| VitConfig {
+            img: 32,
+            patch,
+            dim,
+            depth,
+            heads,
+        };
+        let named = |vit, hidden, out, batch| StepConfig {
+            vit,
+            hidden,
+            out,
+            batch,
+            ..StepConfig::tiny(frame, self.drop_path)
+        };
+        let mut c = match self.config.as_str() {
+            "tiny" => StepConfig::tiny(frame, self.drop_path),
+            "small" => named(vit(4, 64, 4, 4), 512, 128, 64),
+            "vit-t4" => named(vit(4, 192, 12, 3), 4096, 256, 64),
+            "vit-t2" => named(vit(2, 192, 12, 3), 4096, 256, 512),
+            o => {
+                anyhow::bail!("unknown bench config `{o}`: expected tiny, small, vit-t4 or vit-t2")
+            }
+        };
+        if let Some(b) = self.batch {
+            c.batch = b;
+        }
+        Ok(c)
+    }
 }
 
 fn config(a: &Args) -> anyhow::Result<StepConfig> {
-    let frame = if a.momentum {
-        Frame::Momentum
-    } else {
-        Frame::NoMomentum
-    };
-    let mut c = named_config(&a.config, frame, a.drop_path)?;
+    let mut c = a.step.config()?;
     c.precision = a.precision;
-    if let Some(b) = a.batch {
-        c.batch = b;
-    }
     c.validate().map_err(anyhow::Error::msg)?;
     Ok(c)
 }
@@ -151,7 +163,7 @@ pub fn run(a: Args) -> anyhow::Result<()> {
     let hist = step.graph.op_histogram();
     println!(
         "config {}: B {} img {} patch {} D {} depth {} heads {} h {} o {} m {} frame {:?}; {} parameters",
-        a.config,
+        a.step.config,
         cfg.batch,
         cfg.vit.img,
         cfg.vit.patch,
@@ -269,7 +281,7 @@ pub fn run(a: Args) -> anyhow::Result<()> {
     }
     if let Some(path) = &a.json {
         let doc = serde_json::json!({
-            "config": a.config,
+            "config": a.step.config,
             "batch": cfg.batch,
             "img": cfg.vit.img,
             "patch": cfg.vit.patch,

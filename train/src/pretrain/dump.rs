@@ -44,11 +44,7 @@ pub fn dump_step(t: &mut Trainer, dir: &Path) -> Result<crate::session::Losses, 
         .loader
         .batch(t.progress.epoch, t.progress.step_in_epoch as usize)
         .map_err(|e| e.to_string())?;
-    let local = super::run::local_crops(&batch);
-    let (v1, v2) = (
-        batch.view1.into_raw_vec_and_offset().0,
-        batch.view2.into_raw_vec_and_offset().0,
-    );
+    let (v1, v2, local) = super::run::raw_views(batch);
     let (b, s) = t.prepare(v1, v2, local)?;
     let l = t.run_prepared(&b, &s)?;
     t.progress.global_step += 1;

@@ -144,9 +144,10 @@ pub fn step_seed(seed: u64, global_step: u64) -> u64 {
 
 /// A loader batch's host inputs for the step: the views, and the local crops stacked
 /// crop-major.
-type RawViews = (Vec<f32>, Vec<f32>, Option<Vec<f32>>);
+pub type RawViews = (Vec<f32>, Vec<f32>, Option<Vec<f32>>);
 
-fn raw_views(batch: crate::data::Batch) -> RawViews {
+/// A loader batch as the step's host inputs ([`RawViews`]).
+pub fn raw_views(batch: crate::data::Batch) -> RawViews {
     let local = local_crops(&batch);
     (
         batch.view1.into_raw_vec_and_offset().0,
@@ -227,8 +228,7 @@ impl Trainer {
         let step: StepGraph = build_step(&sc).map_err(|e| e.to_string())?;
         if sc.precision != Precision::Fp32 {
             eprintln!(
-                "precision {}: matrix products in {}, f32 master weights and optimizer state{}",
-                sc.precision,
+                "precision {}: matrix products in half precision, f32 master weights and optimizer state{}",
                 sc.precision,
                 if sc.scales_loss() {
                     ", dynamic loss scaling"
@@ -325,14 +325,6 @@ impl Trainer {
         )
     }
 
-    /// [`Trainer::prepare`] on a loader batch's raw views.
-    ///
-    /// # Errors
-    /// Data or schedule errors.
-    fn prepare_views(&self, (v1, v2, local): RawViews) -> Result<(PreparedBatch, Scalars), String> {
-        self.prepare(v1, v2, local)
-    }
-
     /// Runs one step on prepared inputs (without advancing `progress`).
     ///
     /// # Errors
@@ -410,7 +402,8 @@ pub fn run_pretrain(cfg: &PretrainConfig, opts: &RunOptions) -> Result<RunSummar
             .loader
             .epoch_from(epoch, t.progress.step_in_epoch as usize);
         let mut timer = Instant::now();
-        let sc = t.session.step_graph().config.clone();
+        // What the preparation thread needs, shared rather than cloned per step.
+        let shared = Arc::new((t.cfg.clone(), t.session.step_graph().config.clone()));
         let mut next_batch = || -> Result<RawViews, String> {
             let batch = it
                 .next()
@@ -431,14 +424,18 @@ pub fn run_pretrain(cfg: &PretrainConfig, opts: &RunOptions) -> Result<RunSummar
                 Some(h) => h
                     .join()
                     .map_err(|_| "the batch preparation thread panicked".to_string())??,
-                None => t.prepare_views(next_batch()?)?,
+                None => {
+                    let (v1, v2, local) = next_batch()?;
+                    t.prepare(v1, v2, local)?
+                }
             };
             let next_step = t.progress.global_step + 1;
             if t.progress.step_in_epoch + 1 < spe && next_step < max_steps {
                 let views = next_batch()?;
-                let (c, sc) = (t.cfg.clone(), sc.clone());
+                let shared = Arc::clone(&shared);
                 pending = Some(std::thread::spawn(move || {
-                    prepare_step_inputs(&c, &sc, spe, (epoch, next_step), views)
+                    let (c, sc) = &*shared;
+                    prepare_step_inputs(c, sc, spe, (epoch, next_step), views)
                 }));
             }
             let scale_used = t.session.loss_scaler().map(|s| s.scale);
