@@ -423,3 +423,18 @@ fn native_half_precision_steps_pass_the_onnx_full_checker() {
         assert!(casts > 0, "{p}");
     }
 }
+
+#[test]
+fn bench_step_names_a_bad_precision() {
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_patchmix"))
+        .args(["bench", "step", "--config", "tiny", "--precision", "int8"])
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(
+        err.contains("--precision") && err.contains("expected fp32, bf16 or fp16"),
+        "{err}"
+    );
+    assert!(!err.contains("panicked"), "{err}");
+}

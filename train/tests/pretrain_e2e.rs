@@ -417,6 +417,39 @@ fn a_non_finite_loss_stops_the_run_and_keeps_the_last_checkpoint() {
     }
 }
 
+/// fp16 does not stop at the first overflow (the loss scale backs off, as GradScaler's), but a
+/// run whose activations overflow half precision at every scale stops with advice after
+/// `MAX_CONSECUTIVE_SKIPS` skipped steps in a row, without a panic.
+#[test]
+fn an_fp16_run_that_always_overflows_stops_with_advice() {
+    let dir = tempfile::tempdir().unwrap();
+    let run = dir.path().join("run-fp16-inf");
+    let cfg = dir.path().join("fp16-inf.toml");
+    std::fs::write(
+        &cfg,
+        format!(
+            "preset = \"tiny-test\"\nprecision = \"fp16\"\nbase_lr = 1e30\nepochs = 10\nout_dir = \"{}\"\n",
+            run.display()
+        ),
+    )
+    .unwrap();
+    let (ok, _, err) = patchmix(&["pretrain", "--config", cfg.to_str().unwrap(), "--quiet"]);
+    assert!(!ok, "a run at lr 1e30 in fp16 must stop");
+    assert!(
+        err.contains("fp16: the gradients overflowed 30 steps in a row"),
+        "{err}"
+    );
+    assert!(err.contains("use --precision bf16 or fp32"), "{err}");
+    assert!(!err.contains("panicked"), "{err}");
+    // Every step before the stop was logged, the skipped ones marked.
+    let metrics = std::fs::read_to_string(run.join("metrics.jsonl")).unwrap();
+    let skipped = metrics
+        .lines()
+        .filter(|l| l.contains("\"skipped\":true"))
+        .count();
+    assert!(skipped >= 29, "{skipped} skipped steps logged");
+}
+
 /// An ImageFolder dataset: images of another size than the recipe's are cropped and resized
 /// (a note says so when the dataset has one fixed size; a folder may mix sizes), while a
 /// corrupt image stops the run with one error that names the file.
