@@ -47,8 +47,25 @@ enum Command {
     Linear(linear::Args),
 }
 
+/// Routes the libraries' `log` records to stderr: warnings as `warning: …`, errors as
+/// `error: …`, information as the bare message (progress, what a run resolved or wrote).
+/// `RUST_LOG` overrides the default filter (information from patchmix, warnings from the rest).
+fn init_logging() {
+    use std::io::Write;
+    let default = "warn,patchmix_train=info,patchmix_export=info,patchmix=info";
+    env_logger::Builder::from_env(env_logger::Env::default().default_filter_or(default))
+        .format(|buf, record| match record.level() {
+            log::Level::Error => writeln!(buf, "error: {}", record.args()),
+            log::Level::Warn => writeln!(buf, "warning: {}", record.args()),
+            _ => writeln!(buf, "{}", record.args()),
+        })
+        .target(env_logger::Target::Stderr)
+        .init();
+}
+
 /// Parses the command line, runs the subcommand and turns any error into a one-line message.
 pub fn main() -> ExitCode {
+    init_logging();
     let cli = Cli::parse();
     let result: anyhow::Result<()> = match cli.command {
         Command::MixPlan(a) => mix_plan::run(a),
