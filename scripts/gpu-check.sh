@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# The prepared device check of issue 6, for ONE call on a lent GPU machine (H100/H200; see
-# ../shared/gpu/README.md for bringing ONNX Runtime's CUDA build there in parts). In that call:
+# The GPU check: one command on an offline GPU host (H100/H200) that measures and checks the
+# CUDA step (see ../shared/gpu/README.md and scripts/stage-gpu-check.sh for bringing ONNX
+# Runtime's CUDA build there in parts of a set size). In that one command:
 #   1. checks that ORT's CUDA execution provider loads (`bench step --device cuda`, tiny config);
 #   2. runs the CIFAR ViT-T/2 recipe step (batch 512) on CUDA, fp32: warm-up + 50 timed steps,
 #      every step's losses kept; compares the first steps' losses with the CPU fp32 run of the
@@ -20,7 +21,7 @@
 #      PyTorch eager bf16 last.
 #
 # Staged here by scripts/stage-gpu-check.sh (ORT's CUDA build, libcurand, the binary, in
-# parts); on the GPU machine, after every part of .ortgpu/ arrived:
+# parts); on the GPU host, after every part of .ortgpu/ arrived:
 #   eval "$(bash .ortgpu/unpack-ort-cuda.sh)" && bash scripts/gpu-check.sh
 # Here, a rehearsal of the same script on the CPU with the tiny config (no GPU, no CUDA build):
 #   scripts/gpu-check.sh --dry-run
@@ -31,7 +32,7 @@
 #   --out DIR (default $OUT, else target/gpu-check), --config NAME (vit-t2), --batch B (512), --steps N (50), --warmup N (5),
 #   --cpu-batch B (64), --cpu-steps N (3), --loss-tol R (CPU vs CUDA fp32, relative, 2e-3),
 #   --bf16-tol R (bf16 vs fp32: 10-step mean total losses over the timed run, relative, 0.10), --budget S
-#   (seconds for the whole call, 500), --no-compile, --no-torch, --dry-run.
+#   (seconds for the whole check, 500), --no-compile, --no-torch, --dry-run.
 # Exit status: 0 when the CUDA provider loaded, the required runs (provider check, fp32, the
 # CPU comparison) finished and the loss check passed; 1 otherwise (the table and the files are
 # written either way; failed optional runs are listed); 2 for bad arguments.
@@ -118,7 +119,7 @@ t0=$(date +%s)
 elapsed() { echo $(($(date +%s) - t0)); }
 log() { echo "[gpu-check +$(elapsed)s] $*" | tee -a "$out/gpu-check.log" >&2; }
 left() { echo $((budget - $(elapsed))); }
-# Skips a phase that needs about $1 seconds when less is left (keeps the call under its limit).
+# Skips a phase that needs about $1 seconds when less is left (keeps the check within its budget).
 fits() {
   if [ "$(left)" -lt "$1" ]; then
     log "SKIP $2: needs ~$1 s, $(left) s left of the $budget s budget"

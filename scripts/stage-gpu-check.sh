@@ -1,26 +1,33 @@
 #!/usr/bin/env bash
-# Stages everything scripts/gpu-check.sh needs on a lent GPU machine (no network there, at most
-# 64 MiB carried per call) into .ortgpu/ (ignored by git), in the layout of
+# Stages everything scripts/gpu-check.sh needs on an offline GPU host (no network; files reach
+# it in transfers of a bounded size) into .ortgpu/ (ignored by git), in the layout of
 # ../shared/gpu/stage-ort-cuda.sh, so ../shared/gpu/unpack-ort-cuda.sh unpacks it into
 # /tmp/ort-cuda there:
 #   - ONNX Runtime's CUDA build (onnxruntime-gpu 1.31.1: libonnxruntime.so.1.31.1 and both
 #     provider libraries), cached in <cache>/ort/1.31.1-gpu/ (where patchmix itself looks);
 #   - libcurand.so.10 from the CUDA 13 nvidia-curand wheel: the CUDA provider links it and the
-#     GPU machine's PyTorch environment does not ship it (its other CUDA 13 libraries do);
-#   - the patchmix binary, stripped (the GPU machine has a newer glibc; a binary built here runs
-#     there), as /tmp/ort-cuda/patchmix;
-# as one xz tarball split into 48 MiB parts, with SHA256SUMS, the unpack script and
-# ../shared/bench/torch_patchmix_step.py beside them. Prints the device calls to make.
+#     GPU host's PyTorch environment does not ship it (its other CUDA 13 libraries do);
+#   - the patchmix binary, stripped (a binary built here runs on a host with a newer glibc),
+#     as /tmp/ort-cuda/patchmix;
+# as one xz tarball split into parts of --part-size bytes (48M by default, for transfers of at
+# most 64 MiB), with SHA256SUMS, the unpack script and ../shared/bench/torch_patchmix_step.py
+# beside them. Prints the files to transfer and the one command to run on the host.
 #
-#   scripts/stage-gpu-check.sh [--bin PATH]
+#   scripts/stage-gpu-check.sh [--bin PATH] [--part-size SIZE]
 # The binary defaults to $PATCHMIX_BIN, then release, then debug builds under $CARGO_TARGET_DIR
-# or target/ (build one first: `cargo build -p patchmix-train`, dev or --release).
+# or target/ (build one first: `cargo build -p patchmix-train`, dev or --release). SIZE is
+# split(1)'s: a number of bytes with an optional K, M or G suffix.
 set -euo pipefail
 VER=1.31.1
 bin=${PATCHMIX_BIN:-}
+part_size=48M
 while [ $# -gt 0 ]; do
   case $1 in
   --bin) [ $# -ge 2 ] || { echo "stage-gpu-check: --bin needs a path" >&2; exit 2; }; bin=$2; shift ;;
+  --part-size)
+    [ $# -ge 2 ] || { echo "stage-gpu-check: --part-size needs a size (e.g. 48M)" >&2; exit 2; }
+    [[ $2 =~ ^[1-9][0-9]*[KMG]?$ ]] || { echo "stage-gpu-check: --part-size '$2' is not a size like 48M, 65536 or 1G" >&2; exit 2; }
+    part_size=$2; shift ;;
   -h | --help) awk 'NR > 1 && /^#/ { sub(/^# ?/, ""); print; next } NR > 1 { exit }' "$0"; exit 0 ;;
   *) echo "stage-gpu-check: unknown argument '$1'" >&2; exit 2 ;;
   esac
@@ -76,22 +83,15 @@ echo "stage-gpu-check: packing $(du -sh "$tmp/x" | cut -f1) (ORT CUDA build, lib
 (cd "$tmp/x" && tar cf - .) | xz -6 -T0 >"$tmp/stage.tar.xz"
 grep -qx '/.ortgpu/' .git/info/exclude 2>/dev/null || echo '/.ortgpu/' >>.git/info/exclude
 rm -rf .ortgpu && mkdir -p .ortgpu
-split -b 48M -d "$tmp/stage.tar.xz" .ortgpu/part-
+split -b "$part_size" -d -a 3 "$tmp/stage.tar.xz" .ortgpu/part-
 (cd .ortgpu && sha256sum part-* >SHA256SUMS)
 cp "$shared/gpu/unpack-ort-cuda.sh" "$shared/bench/torch_patchmix_step.py" .ortgpu/
 ls -la .ortgpu
 parts=$(cd .ortgpu && ls part-*)
 echo
-echo "Device calls, back to back on one warm machine (each within 30 s of the last):"
-first=1
-for p in $parts; do
-  if [ "$first" = 1 ]; then
-    echo "  run  carry [\".ortgpu/$p\"]  command: nvidia-smi -L   (starts the machine)"
-    first=0
-  else
-    echo "  run  carry [\".ortgpu/$p\"]  command: true"
-  fi
-done
-echo "  run  carry [\".ortgpu/SHA256SUMS\", \".ortgpu/unpack-ort-cuda.sh\", \".ortgpu/torch_patchmix_step.py\"]  timeout_s 590"
-echo "       command: eval \"\$(bash .ortgpu/unpack-ort-cuda.sh)\" && bash scripts/gpu-check.sh --bin /tmp/ort-cuda/patchmix"
-echo "  then give_back; results come back from \$OUT (summary.md, results.json, logs)."
+echo "Transfer to the GPU host, into .ortgpu/ of a checkout of this commit (each file at most $part_size):"
+for p in $parts; do echo "  .ortgpu/$p"; done
+echo "  .ortgpu/SHA256SUMS  .ortgpu/unpack-ort-cuda.sh  .ortgpu/torch_patchmix_step.py"
+echo "Then run the check there as one command (it keeps within --budget seconds, 500 by default):"
+echo "  eval \"\$(bash .ortgpu/unpack-ort-cuda.sh)\" && bash scripts/gpu-check.sh --bin /tmp/ort-cuda/patchmix"
+echo "Results are written under \$OUT, else target/gpu-check (summary.md, results.json, logs)."
