@@ -100,6 +100,20 @@ impl fmt::Display for Placement {
     }
 }
 
+/// Where and how a step session runs.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct DeviceOptions {
+    /// `cpu` (default), `cuda[:N]` (an error if CUDA cannot be used) or `auto`.
+    pub device: Device,
+    /// ORT's CUDA graph capture (CUDA only; the step is then one graph replay).
+    pub cuda_graph: bool,
+    /// TF32 tensor-core math for fp32 MatMul/Gemm on CUDA.
+    pub tf32: bool,
+    /// Run the IoBinding path (fixed ping-pong state buffers) on the CPU too. CUDA always
+    /// uses it; on the CPU the default is the plain `Session::run` path.
+    pub io_binding: bool,
+}
+
 /// Device errors.
 #[derive(Debug, thiserror::Error)]
 pub enum DeviceError {
