@@ -5,9 +5,12 @@
 //! directories, preloading); and the IoBinding path that CUDA uses, run on the CPU, giving the
 //! same losses and state as the plain path.
 
-use patchmix_export::runtime::ort_env::{self, CUDA_PROVIDER_LIB, SHARED_PROVIDER_LIB};
-use patchmix_train::device::{Device, DeviceError, Placement, preflight_cuda_with};
-use patchmix_train::session::{DeviceOptions, EngineError, HostState, SessionOptions, StepSession};
+use patchmix_export::runtime::ort_env::{self, SHARED_PROVIDER_LIB};
+use patchmix_train::device::{
+    self, CUDA_PROVIDER_LIB, Device, DeviceError, DeviceOptions, Placement, preflight_cuda_with,
+};
+use patchmix_train::session::{EngineError, SessionOptions, StepSession};
+use patchmix_train::step::HostState;
 use patchmix_train::step::{Frame, StepConfig, build_step, init_state, prepare_batch};
 use rand::{RngExt, SeedableRng};
 use std::path::{Path, PathBuf};
@@ -47,7 +50,7 @@ fn bench_tiny(device: &str, env_lib: Option<&Path>, cache: Option<&Path>) -> Out
 #[test]
 fn cuda_on_a_cpu_build_fails_naming_the_provider_library_and_the_fix() {
     let lib = cpu_ort();
-    if ort_env::has_cuda_provider(&lib) {
+    if device::has_cuda_provider(&lib) {
         eprintln!("SKIPPED: the ONNX Runtime in use is a CUDA build");
         return;
     }
@@ -68,7 +71,7 @@ fn cuda_on_a_cpu_build_fails_naming_the_provider_library_and_the_fix() {
 
 #[test]
 fn cuda_without_any_gpu_build_lists_what_was_looked_at() {
-    if ort_env::nvidia_driver_present() {
+    if device::nvidia_driver_present() {
         eprintln!("SKIPPED: this machine has an NVIDIA driver (the GPU wheel would be fetched)");
         return;
     }
@@ -92,7 +95,7 @@ fn cuda_without_any_gpu_build_lists_what_was_looked_at() {
 #[test]
 fn auto_falls_back_to_the_cpu_and_says_so() {
     let lib = cpu_ort();
-    if ort_env::has_cuda_provider(&lib) {
+    if device::has_cuda_provider(&lib) {
         eprintln!("SKIPPED: the ONNX Runtime in use is a CUDA build");
         return;
     }
@@ -125,7 +128,7 @@ fn tiny(frame: Frame, drop_path: f32) -> StepConfig {
 #[test]
 fn the_library_refuses_cuda_with_a_device_error_not_a_cpu_session() {
     let lib = cpu_ort();
-    if ort_env::has_cuda_provider(&lib) {
+    if device::has_cuda_provider(&lib) {
         eprintln!("SKIPPED: the ONNX Runtime in use is a CUDA build");
         return;
     }

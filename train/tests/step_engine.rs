@@ -1,9 +1,9 @@
 //! The compiled training step run through ONNX Runtime (CPU): the whole-step gradient against
 //! finite differences, the loss falling on synthetic data, determinism, and both frames.
 
-use patchmix_train::session::{HostState, SessionOptions, StepSession};
+use patchmix_train::session::{SessionOptions, StepSession};
 use patchmix_train::step::{
-    BETA1, Frame, LocalCrops, StepConfig, build_step, init_state, prepare_batch,
+    BETA1, Frame, HostState, LocalCrops, StepConfig, build_step, init_state, prepare_batch,
     prepare_batch_with_local,
 };
 use rand::{RngExt, SeedableRng};

@@ -42,8 +42,27 @@ pub enum RuntimeError {
         img: usize,
     },
     /// ONNX Runtime could not be provisioned.
-    #[error("{0}")]
-    Setup(String),
+    #[cfg(feature = "ort")]
+    #[error(transparent)]
+    Setup(#[from] ort_env::OrtEnvError),
+    /// ONNX Runtime was asked for, but this build has no ONNX Runtime support.
+    #[error("this build has no ONNX Runtime support (feature `ort`)")]
+    OrtNotBuilt,
+}
+
+/// A runtime name that is not `tract` or `ort`.
+///
+/// # Examples
+/// ```
+/// use patchmix_export::runtime::Runtime;
+/// let e = "onnx".parse::<Runtime>().unwrap_err();
+/// assert_eq!(e.to_string(), "unknown runtime `onnx`: expected tract or ort");
+/// ```
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("unknown runtime `{name}`: expected tract or ort")]
+pub struct UnknownRuntime {
+    /// The rejected name.
+    pub name: String,
 }
 
 /// Which runtime executes the model.
@@ -56,12 +75,14 @@ pub enum Runtime {
 }
 
 impl FromStr for Runtime {
-    type Err = String;
-    fn from_str(s: &str) -> Result<Self, String> {
+    type Err = UnknownRuntime;
+    fn from_str(s: &str) -> Result<Self, UnknownRuntime> {
         match s {
             "tract" => Ok(Runtime::Tract),
             "ort" => Ok(Runtime::Ort),
-            o => Err(format!("unknown runtime `{o}`: expected tract or ort")),
+            o => Err(UnknownRuntime {
+                name: o.to_string(),
+            }),
         }
     }
 }
@@ -92,9 +113,7 @@ pub fn open_encoder(path: &Path, runtime: Runtime) -> Result<Box<dyn Embed + Sen
         #[cfg(feature = "ort")]
         Runtime::Ort => Ok(Box::new(OrtEncoder::from_bytes(&bytes)?)),
         #[cfg(not(feature = "ort"))]
-        Runtime::Ort => Err(RuntimeError::Setup(
-            "this build has no ONNX Runtime support (feature `ort`)".into(),
-        )),
+        Runtime::Ort => Err(RuntimeError::OrtNotBuilt),
     }
 }
 

@@ -25,7 +25,7 @@ impl OrtEncoder {
     /// [`RuntimeError::Setup`] if ONNX Runtime cannot be found, [`RuntimeError::Backend`] if it
     /// rejects the model.
     pub fn from_bytes(bytes: &[u8]) -> Result<OrtEncoder, RuntimeError> {
-        let (_, env) = ort_env::ensure_ort().map_err(RuntimeError::Setup)?;
+        let (_, env) = ort_env::ensure_ort()?;
         let session = Session::builder(&env)
             .map_err(backend)?
             .with_optimization_level(GraphOptimizationLevel::Level3)

@@ -2,8 +2,8 @@
 //! node counts, ORT graph-optimisation levels side by side, and an optional per-op profile.
 
 use patchmix_export::vit::VitConfig;
-use patchmix_train::device::Device;
-use patchmix_train::session::{DeviceOptions, SessionOptions, StepSession};
+use patchmix_train::device::{Device, DeviceOptions};
+use patchmix_train::session::{SessionOptions, StepSession};
 use patchmix_train::step::{Frame, StepConfig, build_step, init_state, prepare_batch};
 use rand::{RngExt, SeedableRng};
 use std::collections::BTreeMap;

@@ -16,7 +16,7 @@ use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use ndarray::{Array2, Array4, ArrayView4};
 use patchmix_export::data::{Dataset, DatasetRef, Preprocess};
 use patchmix_export::knn::FeatureIndex;
-use patchmix_export::runtime::{Embed, Runtime, open_encoder};
+use patchmix_export::runtime::{Embed, Runtime, UnknownRuntime, open_encoder};
 use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
 use std::sync::mpsc;
@@ -52,7 +52,7 @@ pub struct Args {
 }
 
 /// Parses `--runtime`.
-pub(super) fn parse_runtime(s: &str) -> Result<Runtime, String> {
+pub(super) fn parse_runtime(s: &str) -> Result<Runtime, UnknownRuntime> {
     s.parse()
 }
 

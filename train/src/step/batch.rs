@@ -3,7 +3,7 @@
 //! labels) and the drop-path masks, all drawn from one seeded RNG per step.
 
 use super::config::StepConfig;
-use crate::session::StepInputs;
+use super::inputs::StepInputs;
 use patchmix_core::{
     ImageShape, LabelSpec, MixPlan, mix_to_mix_targets, mix_to_origin_targets, origin_targets,
 };

@@ -3,7 +3,7 @@
 use super::config::StepConfig;
 use super::layout::{Layout, StateLayout};
 use super::scaler::LossScaler;
-use crate::session::HostState;
+use super::state::HostState;
 use ndarray::ArrayD;
 use patchmix_export::vit::init_weights;
 use rand::{RngExt, SeedableRng};

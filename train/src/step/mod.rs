@@ -7,9 +7,12 @@ mod build;
 mod config;
 mod heads;
 mod init;
+mod inputs;
 mod layout;
 mod loss;
+mod outputs;
 mod scaler;
+mod state;
 
 pub use adamw::{AdamInputs, BETA1, BETA2, EPS, adamw};
 pub use batch::{PreparedBatch, prepare_batch, prepare_batch_with_local};
@@ -19,6 +22,9 @@ pub use heads::{
     BN_EPS, BN_MOMENTUM, RunningStats, batch_norm_train, flatten, mlp_head, unflatten,
 };
 pub use init::{from_named, init_state, momentum_from_params, to_named};
+pub use inputs::StepInputs;
 pub use layout::{Layout, Slot, StateLayout, is_decayed, predictor_layers, projector_layers};
 pub use loss::{l2_normalize, soft_ce};
+pub use outputs::Losses;
 pub use scaler::{BACKOFF_FACTOR, GROWTH_FACTOR, GROWTH_INTERVAL, INIT_SCALE, LossScaler};
+pub use state::HostState;

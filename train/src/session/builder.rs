@@ -1,0 +1,98 @@
+//! Building the ORT session of a step: the session settings, and the session on the device
+//! that [`crate::device::prepare`] chose (with `auto`'s fall back to the CPU).
+
+use super::error::EngineError;
+use crate::device::{self, CudaOptions, Device, DeviceError, DeviceOptions, Placement};
+use ort::session::Session;
+use ort::session::builder::{GraphOptimizationLevel, SessionBuilder};
+use std::path::PathBuf;
+
+/// Session settings.
+#[derive(Clone, Debug)]
+pub struct SessionOptions {
+    /// Intra-op threads (`None`: one per available core, set explicitly; ORT's own default
+    /// pins its pool threads and runs slower).
+    pub threads: Option<usize>,
+    /// ORT graph optimisation level 0–3 (Disable, Basic, Extended, All). The default is 3,
+    /// the fastest on the step (`patchmix bench step --opt-levels 0,1,2,3`); all four give the
+    /// same step (`ort_optimisation_levels_agree_on_the_step`).
+    pub opt_level: u8,
+    /// Write an ORT profile with this path prefix.
+    pub profile: Option<PathBuf>,
+}
+
+impl Default for SessionOptions {
+    fn default() -> Self {
+        SessionOptions {
+            threads: None,
+            opt_level: 3,
+            profile: None,
+        }
+    }
+}
+
+fn level_of(opt_level: u8) -> GraphOptimizationLevel {
+    match opt_level {
+        0 => GraphOptimizationLevel::Disable,
+        1 => GraphOptimizationLevel::Level1,
+        2 => GraphOptimizationLevel::Level2,
+        _ => GraphOptimizationLevel::Level3,
+    }
+}
+
+fn session_builder(
+    env: &ort::environment::Environment,
+    opts: &SessionOptions,
+) -> Result<SessionBuilder, EngineError> {
+    let mut b = Session::builder(env)?.with_optimization_level(level_of(opts.opt_level))?;
+    // Always set the intra-op thread count: left at 0, ORT pins its pool threads to cores
+    // while the calling thread floats, and on a 2-core machine one run in two then loses a
+    // third of its speed (measured: 223–326 img/s bimodal vs 297–325 img/s with 2 explicit).
+    let threads = opts
+        .threads
+        .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
+    b = b.with_intra_threads(threads)?;
+    if let Some(p) = &opts.profile {
+        b = b.with_profiling(p)?;
+    }
+    Ok(b)
+}
+
+/// Builds an ORT session for the model `bytes` with ONNX Runtime already prepared for
+/// `dev.device`, and returns where it runs. `cuda[:N]` registers the CUDA provider and fails
+/// with a message that names what is missing rather than falling back; `auto` falls back to
+/// the CPU, saying so (`log::info!`), when the session cannot be built on CUDA.
+pub(super) fn build_on_device(
+    bytes: &[u8],
+    opts: &SessionOptions,
+    dev: &DeviceOptions,
+    prepared: &device::Prepared,
+) -> Result<(Session, Placement), EngineError> {
+    let cuda = CudaOptions {
+        device_id: 0,
+        cuda_graph: dev.cuda_graph,
+        tf32: dev.tf32,
+        memory_limit: None,
+    };
+    let b = session_builder(&prepared.env, opts)?;
+    let (mut b, placement) = device::register_execution_provider(b, prepared, &cuda)?;
+    match (b.commit_from_memory(bytes), placement) {
+        (Ok(s), p) => Ok((s, p)),
+        (Err(e), Placement::Cuda(_)) if dev.device == Device::Auto => {
+            log::info!(
+                "patchmix: --device auto: using the CPU, because the step session could not be built on CUDA: {e}"
+            );
+            let mut b = session_builder(&prepared.env, opts)?;
+            Ok((b.commit_from_memory(bytes)?, Placement::Cpu))
+        }
+        (Err(e), Placement::Cuda(id)) => {
+            let e = e.to_string();
+            Err(EngineError::Device(DeviceError::CudaUnavailable(format!(
+                "building the step session on cuda:{id} failed ({}): {e}{}",
+                prepared.lib.display(),
+                device::missing_library_hint(&e)
+            ))))
+        }
+        (Err(e), Placement::Cpu) => Err(e.into()),
+    }
+}
