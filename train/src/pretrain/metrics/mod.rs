@@ -5,4 +5,5 @@ mod log;
 mod record;
 
 pub use log::MetricsLog;
+pub(crate) use record::kind_of;
 pub use record::{Baselines, BaselinesRecord, KnnRecord, MetricsRecord, RecordError, StepRecord};
