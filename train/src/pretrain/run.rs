@@ -509,14 +509,8 @@ pub fn run_pretrain(cfg: &PretrainConfig, opts: &RunOptions) -> Result<RunSummar
             let r = knn_eval(&mut enc, cfg.img, t.loader.dataset(), ev, Some(10_000))?;
             if let Some(row) = r.row(20).or_else(|| r.rows.first()) {
                 knn_line = format!(" | kNN@{} top-1 {:.2}%", row.k, row.top1);
-                metrics.append(&MetricsRecord::Knn(KnnRecord {
-                    step: t.progress.global_step,
-                    epoch: done,
-                    k: Some(row.k as u64),
-                    top1: row.top1,
-                    top5: Some(row.top5),
-                    is_final: false,
-                }))?;
+                let record = KnnRecord::of_row(t.progress.global_step, done, row, false);
+                metrics.append(&MetricsRecord::Knn(record))?;
             }
         }
         if let Some(l) = last {
@@ -554,14 +548,8 @@ pub fn run_pretrain(cfg: &PretrainConfig, opts: &RunOptions) -> Result<RunSummar
             let mut enc = ort_encoder(&vit, &weights)?;
             let r = knn_eval(&mut enc, cfg.img, t.loader.dataset(), ev, None)?;
             if let Some(row) = r.row(20) {
-                metrics.append(&MetricsRecord::Knn(KnnRecord {
-                    step: t.progress.global_step,
-                    epoch: t.progress.epoch,
-                    k: Some(row.k as u64),
-                    top1: row.top1,
-                    top5: Some(row.top5),
-                    is_final: true,
-                }))?;
+                let record = KnnRecord::of_row(t.progress.global_step, t.progress.epoch, row, true);
+                metrics.append(&MetricsRecord::Knn(record))?;
             }
             log::info!(
                 "kNN of the pretrained encoder on {}:\n{r}",

@@ -212,6 +212,23 @@ impl StepRecord {
 }
 
 impl KnnRecord {
+    /// The record of one row of a kNN report, at global step `step` after `epoch` epochs.
+    pub fn of_row(
+        step: u64,
+        epoch: u64,
+        row: &patchmix_export::knn::KnnRow,
+        is_final: bool,
+    ) -> KnnRecord {
+        KnnRecord {
+            step,
+            epoch,
+            k: Some(row.k as u64),
+            top1: row.top1,
+            top5: Some(row.top5),
+            is_final,
+        }
+    }
+
     /// Reads a kNN record from a JSON object (see the [module documentation](self)).
     ///
     /// # Errors
