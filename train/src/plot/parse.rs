@@ -25,6 +25,22 @@ pub struct Metrics {
 impl Metrics {
     /// Whether the run had local crops (multi-crop): some step has a non-zero `multi` or
     /// `multi_mix` (runs without them log zeros; older files do not log them at all).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use patchmix_train::plot::parse_metrics;
+    ///
+    /// let fp16 = "{\"step\":1,\"loss\":5,\"multi\":1.5,\"skipped\":true,\"loss_scale\":65536}\n\
+    ///             {\"step\":2,\"loss\":5,\"multi\":1.5,\"skipped\":false,\"loss_scale\":32768}\n";
+    /// let m = parse_metrics(fp16, "metrics.jsonl")?;
+    /// assert!(m.has_multi_crop() && m.has_loss_scale());
+    /// assert_eq!(m.skipped_steps(), 1);
+    /// // Files of older versions have none of these fields.
+    /// let old = parse_metrics("{\"step\":1,\"loss\":5}\n", "metrics.jsonl")?;
+    /// assert!(!old.has_multi_crop() && !old.has_loss_scale());
+    /// # Ok::<(), patchmix_train::plot::PlotError>(())
+    /// ```
     pub fn has_multi_crop(&self) -> bool {
         self.steps.iter().any(|s| {
             [s.multi, s.multi_mix]

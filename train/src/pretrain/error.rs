@@ -193,7 +193,7 @@ pub enum PretrainError {
 }
 
 impl PretrainError {
-    /// An [`PretrainError::Io`] error.
+    /// A [`PretrainError::Io`]: `action` failed on `path`.
     pub fn io(action: &'static str, path: &Path, source: io::Error) -> PretrainError {
         PretrainError::Io {
             action,

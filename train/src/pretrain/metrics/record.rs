@@ -164,6 +164,20 @@ impl MetricsRecord {
     ///
     /// # Errors
     /// A field of the wrong type, or a missing field the record's kind needs.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use patchmix_train::pretrain::metrics::MetricsRecord;
+    ///
+    /// let obj = |s: &str| serde_json::from_str::<serde_json::Map<_, _>>(s).unwrap();
+    /// let r = MetricsRecord::from_object(&obj(r#"{"step": 3, "loss": 5.5}"#))?;
+    /// assert!(matches!(r, Some(MetricsRecord::Step(s)) if s.step == 3 && s.src.is_nan()));
+    /// assert_eq!(MetricsRecord::from_object(&obj(r#"{"event": "resume"}"#))?, None);
+    /// let e = MetricsRecord::from_object(&obj(r#"{"step": 3, "loss": "x"}"#)).unwrap_err();
+    /// assert_eq!(e.to_string(), r#""loss" is a string, expected a number"#);
+    /// # Ok::<(), patchmix_train::pretrain::metrics::RecordError>(())
+    /// ```
     pub fn from_object(obj: &Map<String, Value>) -> Result<Option<MetricsRecord>, RecordError> {
         Ok(Some(if obj.contains_key(BASELINES) {
             MetricsRecord::Baselines(BaselinesRecord::from_object(obj)?)
