@@ -115,6 +115,85 @@ fn plots_a_full_run() {
     }
 }
 
+/// The fields a multi-crop fp16 run adds to each step record, as `patchmix pretrain` writes
+/// them: the local-crop loss terms, whether the update was skipped (gradient overflow) and
+/// the loss scale the step used (halved after each skipped step).
+fn with_multi_crop_and_fp16(text: &str, skipped: &[u64]) -> String {
+    let mut scale = 65536.0;
+    text.lines()
+        .map(|l| {
+            let v: serde_json::Value = serde_json::from_str(l).unwrap();
+            if v.get("loss").is_none() {
+                return format!("{l}\n");
+            }
+            let step = v["step"].as_u64().unwrap();
+            let skip = skipped.contains(&step);
+            let (multi, multi_mix) = (1.5 + 0.5 / step as f64, 1.8 + 0.6 / step as f64);
+            let line = format!(
+                "{},\"multi\":{multi},\"multi_mix\":{multi_mix},\"skipped\":{skip},\"loss_scale\":{scale}}}\n",
+                l.trim_end_matches('}')
+            );
+            if skip {
+                scale /= 2.0;
+            }
+            line
+        })
+        .collect()
+}
+
+#[test]
+fn multi_crop_and_fp16_fields_are_read_and_drawn() {
+    // Two run folders of the same name (the charts' titles name the run).
+    let root = tempfile::tempdir().unwrap();
+    let (plain_dir, dir) = (root.path().join("a/run"), root.path().join("b/run"));
+    std::fs::create_dir_all(&plain_dir).unwrap();
+    std::fs::create_dir_all(&dir).unwrap();
+    let plain = synthetic_metrics(4, 25, 2);
+    std::fs::write(plain_dir.join("metrics.jsonl"), &plain).unwrap();
+    let p = plot_run(&plain_dir, &PlotOptions::default()).unwrap();
+    // Files of older versions lack the fields: nothing extra is drawn.
+    assert!(p.metrics.steps.iter().all(|s| s.multi.is_none()
+        && s.multi_mix.is_none()
+        && s.skipped.is_none()
+        && s.loss_scale.is_none()));
+    assert!(!p.metrics.has_multi_crop() && !p.metrics.has_loss_scale());
+
+    let text = with_multi_crop_and_fp16(&plain, &[5, 6, 40]);
+    std::fs::write(dir.join("metrics.jsonl"), text).unwrap();
+    let s = plot_run(&dir, &PlotOptions::default()).unwrap();
+    let m = &s.metrics;
+    assert!(m.has_multi_crop() && m.has_loss_scale());
+    assert_eq!(m.skipped_steps(), 3);
+    assert_eq!(m.steps[4].loss_scale, Some(65536.0));
+    assert_eq!(m.steps[6].loss_scale, Some(16384.0));
+    assert_eq!(m.steps[0].multi, Some(2.0));
+    for name in ["losses.png", "knn.png", "schedules.png"] {
+        let (w, h, var, ink) = png_stats(&dir.join(name));
+        assert_eq!(w, 1200, "{name}");
+        assert_eq!(h, if name == "knn.png" { 600 } else { 800 }, "{name}");
+        assert!(var > 100.0 && ink > 0.01 && ink < 0.6, "{name}");
+        let a = image::open(dir.join(name)).unwrap().to_rgb8();
+        let b = image::open(plain_dir.join(name)).unwrap().to_rgb8();
+        // The multi-crop panels and the loss-scale panel change losses.png and
+        // schedules.png; knn.png does not depend on them.
+        assert_eq!(a == b, name == "knn.png", "{name}");
+    }
+
+    // A step line exactly as the versions before the typed schema wrote it (keys in
+    // alphabetical order) reads field for field.
+    let old = "{\"epoch\":0,\"img_per_s\":812.5,\"loss\":9.119190216064453,\"loss_scale\":null,\"lr\":0.0,\"mix\":3.1358234882354736,\"mix2\":3.0123450756073,\"mu\":0.99,\"multi\":0.0,\"multi_mix\":0.0,\"skipped\":false,\"src\":3.0572080612182617,\"step\":1,\"tau\":0.2,\"wd\":0.04}\n";
+    std::fs::write(dir.join("metrics.jsonl"), old).unwrap();
+    let s = plot_run(&dir, &PlotOptions::default()).unwrap();
+    let r = s.metrics.steps[0];
+    assert_eq!((r.step, r.epoch), (1, 0));
+    assert!((r.loss - 9.119_190_216_064_453).abs() < 1e-12, "{}", r.loss);
+    assert_eq!(
+        (r.multi, r.skipped, r.loss_scale),
+        (Some(0.0), Some(false), None)
+    );
+    assert!(!s.metrics.has_multi_crop() && !s.metrics.has_loss_scale());
+}
+
 #[test]
 fn no_knn_records_no_knn_png_and_custom_size() {
     let dir = tempfile::tempdir().unwrap();

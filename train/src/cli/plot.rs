@@ -62,8 +62,13 @@ pub fn run(args: Args) -> Result<()> {
             "note: skipped an unfinished last line of metrics.jsonl (the run is still writing)"
         );
     }
+    let fp16 = if m.has_loss_scale() {
+        format!(", {} skipped fp16 steps", m.skipped_steps())
+    } else {
+        String::new()
+    };
     eprintln!(
-        "{} step records, {} kNN records{}; loss EMA {:.3}",
+        "{} step records{fp16}, {} kNN records{}; loss EMA {:.3}",
         m.steps.len(),
         m.knn.len(),
         if m.baselines.is_some() {

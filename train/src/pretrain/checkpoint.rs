@@ -13,6 +13,7 @@
 //! atomically afterwards, so a crash leaves the previous checkpoint intact and pointed to.
 
 use super::config::PretrainConfig;
+use super::error::{PretrainError, StateDictError};
 use crate::session::HostState;
 use crate::step::{LossScaler, StateLayout, StepConfig, from_named, to_named};
 use ndarray::ArrayD;
@@ -73,47 +74,58 @@ pub fn state_dict(
 /// Rebuilds a host state from a state_dict.
 ///
 /// # Errors
-/// A message naming the missing or mis-shaped tensor.
+/// A [`StateDictError`] naming the missing or mis-shaped tensor.
 pub fn host_state(
     layout: &StateLayout,
     f: &StateDict,
     ints: &IntStateDict,
-) -> Result<HostState, String> {
+) -> Result<HostState, StateDictError> {
     let step = ints
-        .get("opt.step")
+        .get(OPT_STEP)
         .and_then(|a| a.iter().next().copied())
-        .ok_or("missing `opt.step`")?;
+        .ok_or_else(|| StateDictError::Missing(OPT_STEP.into()))?;
+    let named =
+        |l, prefix| from_named(l, f, prefix).map_err(|e| StateDictError::Layout(e.to_string()));
     Ok(HostState {
-        params: from_named(&layout.params, f, "")?,
-        momentum: from_named(&layout.momentum, f, "")?,
-        buffers: from_named(&layout.buffers, f, "")?,
-        exp_avg: from_named(&layout.params, f, "opt.exp_avg.")?,
-        exp_avg_sq: from_named(&layout.params, f, "opt.exp_avg_sq.")?,
-        step: u64::try_from(step).map_err(|_| "negative `opt.step`")?,
+        params: named(&layout.params, "")?,
+        momentum: named(&layout.momentum, "")?,
+        buffers: named(&layout.buffers, "")?,
+        exp_avg: named(&layout.params, "opt.exp_avg.")?,
+        exp_avg_sq: named(&layout.params, "opt.exp_avg_sq.")?,
+        step: u64::try_from(step).map_err(|_| StateDictError::Negative(OPT_STEP.into()))?,
         scaler: scaler_state(f, ints)?,
     })
 }
+
+const OPT_STEP: &str = "opt.step";
 
 const SCALE: &str = "scaler.scale";
 const GROWTH_TRACKER: &str = "scaler._growth_tracker";
 const SKIPPED: &str = "scaler.skipped";
 
 /// The loss scaler saved by an fp16 run, if any.
-fn scaler_state(f: &StateDict, ints: &IntStateDict) -> Result<Option<LossScaler>, String> {
+fn scaler_state(f: &StateDict, ints: &IntStateDict) -> Result<Option<LossScaler>, StateDictError> {
     let Some(scale) = f.get(SCALE).and_then(|a| a.iter().next().copied()) else {
         return Ok(None);
     };
     if !(scale.is_finite() && scale > 0.0) {
-        return Err(format!("`{SCALE}` is {scale}; it must be finite and > 0"));
+        return Err(StateDictError::BadScale {
+            name: SCALE,
+            value: scale,
+        });
     }
-    let int = |name: &str| -> Result<i64, String> {
+    let int = |name: &str| -> Result<i64, StateDictError> {
         ints.get(name)
             .and_then(|a| a.iter().next().copied())
-            .ok_or_else(|| format!("`{SCALE}` is present but `{name}` is missing"))
+            .ok_or_else(|| StateDictError::IncompleteScaler {
+                present: SCALE,
+                missing: name.into(),
+            })
     };
     let growth_tracker = u32::try_from(int(GROWTH_TRACKER)?)
-        .map_err(|_| format!("`{GROWTH_TRACKER}` is out of range"))?;
-    let skipped = u64::try_from(int(SKIPPED)?).map_err(|_| format!("negative `{SKIPPED}`"))?;
+        .map_err(|_| StateDictError::OutOfRange(GROWTH_TRACKER.into()))?;
+    let skipped =
+        u64::try_from(int(SKIPPED)?).map_err(|_| StateDictError::Negative(SKIPPED.into()))?;
     Ok(Some(LossScaler {
         scale,
         growth_tracker,
@@ -131,44 +143,44 @@ pub fn write_checkpoint(
     layout: &StateLayout,
     h: &HostState,
     progress: &Progress,
-) -> Result<PathBuf, String> {
+) -> Result<PathBuf, PretrainError> {
     let root = run_dir.join("checkpoints");
-    std::fs::create_dir_all(&root).map_err(|e| format!("cannot create {}: {e}", root.display()))?;
+    std::fs::create_dir_all(&root).map_err(|e| PretrainError::io("create", &root, e))?;
     let name = format!("step-{:08}", progress.global_step);
     let final_dir = root.join(&name);
     let tmp = root.join(format!(".{name}.tmp"));
     let _ = std::fs::remove_dir_all(&tmp);
-    std::fs::create_dir_all(&tmp).map_err(|e| format!("cannot create {}: {e}", tmp.display()))?;
+    std::fs::create_dir_all(&tmp).map_err(|e| PretrainError::io("create", &tmp, e))?;
     let (f, ints) = state_dict(cfg, layout, h);
     let mut meta = std::collections::BTreeMap::new();
     meta.insert(
         "format".to_string(),
         "patchmix-rs checkpoint v1".to_string(),
     );
-    save_safetensors_with_ints(tmp.join("state.safetensors"), &f, &ints, Some(&meta))
-        .map_err(|e| e.to_string())?;
-    let json = serde_json::to_vec_pretty(progress).map_err(|e| e.to_string())?;
-    write_atomic(&tmp.join("progress.json"), &json)
-        .map_err(|e| format!("cannot write progress.json: {e}"))?;
-    let toml_text = toml::to_string(&progress.config).map_err(|e| e.to_string())?;
-    write_atomic(&tmp.join("config.toml"), toml_text.as_bytes())
-        .map_err(|e| format!("cannot write config.toml: {e}"))?;
+    save_safetensors_with_ints(tmp.join("state.safetensors"), &f, &ints, Some(&meta))?;
+    let pj = tmp.join("progress.json");
+    let json = serde_json::to_vec_pretty(progress).map_err(|source| PretrainError::Json {
+        path: pj.clone(),
+        source,
+    })?;
+    write_atomic(&pj, &json).map_err(|e| PretrainError::io("write", &pj, e))?;
+    let toml_text = toml::to_string(&progress.config)?;
+    let ct = tmp.join("config.toml");
+    write_atomic(&ct, toml_text.as_bytes()).map_err(|e| PretrainError::io("write", &ct, e))?;
     if final_dir.exists() {
         std::fs::remove_dir_all(&final_dir)
-            .map_err(|e| format!("cannot replace {}: {e}", final_dir.display()))?;
+            .map_err(|e| PretrainError::io("replace", &final_dir, e))?;
     }
-    std::fs::rename(&tmp, &final_dir).map_err(|e| {
-        format!(
-            "cannot rename {} to {}: {e}",
-            tmp.display(),
-            final_dir.display()
-        )
+    std::fs::rename(&tmp, &final_dir).map_err(|source| PretrainError::Rename {
+        from: tmp.clone(),
+        to: final_dir.clone(),
+        source,
     })?;
     if let Ok(d) = std::fs::File::open(&root) {
         let _ = d.sync_all();
     }
-    write_atomic(&root.join("last"), name.as_bytes())
-        .map_err(|e| format!("cannot update {}/last: {e}", root.display()))?;
+    let last = root.join("last");
+    write_atomic(&last, name.as_bytes()).map_err(|e| PretrainError::io("update", &last, e))?;
     Ok(final_dir)
 }
 
@@ -176,8 +188,8 @@ pub fn write_checkpoint(
 /// `auto` (the run directory's `last`, if any).
 ///
 /// # Errors
-/// A message when nothing resumable is found.
-pub fn resolve_resume(arg: &str, run_dir: &Path) -> Result<Option<PathBuf>, String> {
+/// [`PretrainError::NoCheckpoint`] when nothing resumable is found.
+pub fn resolve_resume(arg: &str, run_dir: &Path) -> Result<Option<PathBuf>, PretrainError> {
     let from_run = |run: &Path| -> Option<PathBuf> {
         let root = run.join("checkpoints");
         let name = std::fs::read_to_string(root.join("last")).ok()?;
@@ -191,24 +203,30 @@ pub fn resolve_resume(arg: &str, run_dir: &Path) -> Result<Option<PathBuf>, Stri
     if p.join("progress.json").is_file() {
         return Ok(Some(p));
     }
-    from_run(&p).map(Some).ok_or_else(|| {
-        format!("--resume {arg}: no checkpoint there (expected progress.json or checkpoints/last)")
-    })
+    from_run(&p)
+        .map(Some)
+        .ok_or_else(|| PretrainError::NoCheckpoint { arg: arg.into() })
 }
 
 /// Loads a checkpoint directory.
 ///
 /// # Errors
 /// Unreadable or inconsistent files, naming them.
-pub fn read_checkpoint(dir: &Path, layout: &StateLayout) -> Result<(HostState, Progress), String> {
+pub fn read_checkpoint(
+    dir: &Path,
+    layout: &StateLayout,
+) -> Result<(HostState, Progress), PretrainError> {
     let pj = dir.join("progress.json");
-    let text = std::fs::read(&pj).map_err(|e| format!("cannot read {}: {e}", pj.display()))?;
+    let text = std::fs::read(&pj).map_err(|e| PretrainError::io("read", &pj, e))?;
     let progress: Progress =
-        serde_json::from_slice(&text).map_err(|e| format!("{}: {e}", pj.display()))?;
+        serde_json::from_slice(&text).map_err(|source| PretrainError::Json {
+            path: pj.clone(),
+            source,
+        })?;
     let st = dir.join("state.safetensors");
-    let c = load_safetensors(&st).map_err(|e| e.to_string())?;
-    let h =
-        host_state(layout, &c.tensors, &c.ints).map_err(|e| format!("{}: {e}", st.display()))?;
+    let c = load_safetensors(&st)?;
+    let h = host_state(layout, &c.tensors, &c.ints)
+        .map_err(|source| PretrainError::CheckpointState { path: st, source })?;
     Ok((h, progress))
 }
 
@@ -261,13 +279,11 @@ mod tests {
         let (cfg, layout, h) = fp16_state();
         let (mut f, mut ints) = state_dict(&cfg, &layout, &h);
         f.insert(SCALE.into(), ArrayD::from_elem(vec![], f32::INFINITY));
-        assert!(host_state(&layout, &f, &ints).unwrap_err().contains(SCALE));
+        let e = host_state(&layout, &f, &ints).unwrap_err().to_string();
+        assert!(e.contains(SCALE), "{e}");
         f.insert(SCALE.into(), ArrayD::from_elem(vec![], 8.0));
         ints.remove(GROWTH_TRACKER);
-        assert!(
-            host_state(&layout, &f, &ints)
-                .unwrap_err()
-                .contains(GROWTH_TRACKER)
-        );
+        let e = host_state(&layout, &f, &ints).unwrap_err().to_string();
+        assert!(e.contains(GROWTH_TRACKER), "{e}");
     }
 }

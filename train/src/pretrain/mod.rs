@@ -4,9 +4,11 @@
 pub mod checkpoint;
 pub mod config;
 pub mod dump;
+pub mod error;
 pub mod metrics;
 pub mod monitor;
 pub mod run;
 
 pub use config::{PRESETS, PretrainConfig};
+pub use error::{PretrainError, StateDictError};
 pub use run::{RunOptions, RunSummary, Trainer, run_pretrain};

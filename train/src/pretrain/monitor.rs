@@ -1,6 +1,7 @@
 //! Evaluation of the base encoder during and after pretraining: weighted kNN of its CLS
 //! features (DINO's protocol) on a held-out split, through an exported ONNX encoder in ORT.
 
+use super::error::PretrainError;
 use crate::session::HostState;
 use crate::step::{StateLayout, to_named};
 use ndarray::Array4;
@@ -25,13 +26,13 @@ pub fn encoder_weights(layout: &StateLayout, h: &HostState) -> StateDict {
 /// Embeds up to `limit` images of a dataset (all when `None`), preprocessed to `img`.
 ///
 /// # Errors
-/// Data or runtime errors as messages.
+/// Data or runtime errors.
 pub fn embed_dataset(
     enc: &mut dyn Embed,
     ds: &Dataset,
     img: usize,
     limit: Option<usize>,
-) -> Result<(ndarray::Array2<f32>, Vec<u32>), String> {
+) -> Result<(ndarray::Array2<f32>, Vec<u32>), PretrainError> {
     let n = limit.map_or(ds.len(), |l| l.min(ds.len()));
     let pre = Preprocess::new(img as u32, img as u32);
     let per = pre.floats_per_image();
@@ -41,77 +42,102 @@ pub fn embed_dataset(
     while start < n {
         let idx: Vec<usize> = (start..(start + batch).min(n)).collect();
         let mut buf = vec![0.0f32; idx.len() * per];
-        pre.fill_batch(ds, &idx, &mut buf)
-            .map_err(|e| e.to_string())?;
-        let x = Array4::from_shape_vec((idx.len(), 3, img, img), buf).map_err(|e| e.to_string())?;
-        feats.push(enc.embed(x.view()).map_err(|e| e.to_string())?);
+        pre.fill_batch(ds, &idx, &mut buf)?;
+        let x = Array4::from_shape_vec((idx.len(), 3, img, img), buf).map_err(|source| {
+            PretrainError::Shape {
+                what: "a batch of images",
+                source,
+            }
+        })?;
+        feats.push(enc.embed(x.view())?);
         start += batch;
     }
     let views: Vec<_> = feats.iter().map(|f| f.view()).collect();
-    let all = ndarray::concatenate(ndarray::Axis(0), &views).map_err(|e| e.to_string())?;
+    let all =
+        ndarray::concatenate(ndarray::Axis(0), &views).map_err(|source| PretrainError::Shape {
+            what: "the features",
+            source,
+        })?;
     Ok((all, ds.labels()[..n].to_vec()))
 }
 
 /// kNN accuracy of an encoder: train-split features as the bank, the eval split as queries.
 ///
 /// # Errors
-/// Data, runtime or kNN errors as messages.
+/// Data, runtime or kNN errors.
 pub fn knn_eval(
     enc: &mut dyn Embed,
     img: usize,
     train: &Dataset,
     eval: &Dataset,
     train_limit: Option<usize>,
-) -> Result<KnnReport, String> {
+) -> Result<KnnReport, PretrainError> {
     let (tf, tl) = embed_dataset(enc, train, img, train_limit)?;
     let (qf, ql) = embed_dataset(enc, eval, img, None)?;
     let classes = train.num_classes().max(eval.num_classes());
-    let index = FeatureIndex::new(tf, tl, Some(classes)).map_err(|e| e.to_string())?;
+    let index = FeatureIndex::new(tf, tl, Some(classes))?;
     let mut q = qf;
-    patchmix_export::knn::l2_normalize_rows(&mut q, "test features").map_err(|e| e.to_string())?;
-    knn_report(&index, q.view(), &ql, &DEFAULT_KS, DINO_TEMPERATURE).map_err(|e| e.to_string())
+    patchmix_export::knn::l2_normalize_rows(&mut q, "test features")?;
+    Ok(knn_report(
+        &index,
+        q.view(),
+        &ql,
+        &DEFAULT_KS,
+        DINO_TEMPERATURE,
+    )?)
 }
 
 /// An ORT encoder for the current weights.
 ///
 /// # Errors
-/// Graph or runtime errors as messages.
+/// Graph or runtime errors.
 pub fn ort_encoder(
     vit: &VitConfig,
     weights: &StateDict,
-) -> Result<patchmix_export::runtime::OrtEncoder, String> {
-    let g = patchmix_export::vit::encoder_graph(vit, weights, false).map_err(|e| e.to_string())?;
-    patchmix_export::runtime::OrtEncoder::from_bytes(&patchmix_export::onnx::to_onnx_bytes(&g))
-        .map_err(|e| e.to_string())
+) -> Result<patchmix_export::runtime::OrtEncoder, PretrainError> {
+    let g = patchmix_export::vit::encoder_graph(vit, weights, false)?;
+    Ok(patchmix_export::runtime::OrtEncoder::from_bytes(
+        &patchmix_export::onnx::to_onnx_bytes(&g),
+    )?)
 }
 
 /// Raw normalised pixels, flattened, as features.
 ///
 /// # Errors
-/// Data errors as messages.
+/// Data errors.
 pub fn pixel_features(
     ds: &Dataset,
     img: usize,
-) -> Result<(ndarray::Array2<f32>, Vec<u32>), String> {
+) -> Result<(ndarray::Array2<f32>, Vec<u32>), PretrainError> {
     let pre = Preprocess::new(img as u32, img as u32);
     let per = pre.floats_per_image();
     let idx: Vec<usize> = (0..ds.len()).collect();
     let mut buf = vec![0.0f32; idx.len() * per];
-    pre.fill_batch(ds, &idx, &mut buf)
-        .map_err(|e| e.to_string())?;
-    let a = ndarray::Array2::from_shape_vec((idx.len(), per), buf).map_err(|e| e.to_string())?;
+    pre.fill_batch(ds, &idx, &mut buf)?;
+    let a = ndarray::Array2::from_shape_vec((idx.len(), per), buf).map_err(|source| {
+        PretrainError::Shape {
+            what: "the pixels",
+            source,
+        }
+    })?;
     Ok((a, ds.labels().to_vec()))
 }
 
 /// kNN on raw pixels (the baseline every encoder is judged against).
 ///
 /// # Errors
-/// Data or kNN errors as messages.
-pub fn pixel_knn(train: &Dataset, eval: &Dataset, img: usize) -> Result<KnnReport, String> {
+/// Data or kNN errors.
+pub fn pixel_knn(train: &Dataset, eval: &Dataset, img: usize) -> Result<KnnReport, PretrainError> {
     let (tf, tl) = pixel_features(train, img)?;
     let (mut qf, ql) = pixel_features(eval, img)?;
     let classes = train.num_classes().max(eval.num_classes());
-    let index = FeatureIndex::new(tf, tl, Some(classes)).map_err(|e| e.to_string())?;
-    patchmix_export::knn::l2_normalize_rows(&mut qf, "test pixels").map_err(|e| e.to_string())?;
-    knn_report(&index, qf.view(), &ql, &DEFAULT_KS, DINO_TEMPERATURE).map_err(|e| e.to_string())
+    let index = FeatureIndex::new(tf, tl, Some(classes))?;
+    patchmix_export::knn::l2_normalize_rows(&mut qf, "test pixels")?;
+    Ok(knn_report(
+        &index,
+        qf.view(),
+        &ql,
+        &DEFAULT_KS,
+        DINO_TEMPERATURE,
+    )?)
 }

@@ -3,7 +3,10 @@
 
 use super::checkpoint::{Progress, read_checkpoint, resolve_resume, write_checkpoint};
 use super::config::PretrainConfig;
-use super::metrics::Metrics;
+use super::error::PretrainError;
+use super::metrics::{
+    Baselines, BaselinesRecord, KnnRecord, MetricsLog, MetricsRecord, StepRecord,
+};
 use super::monitor::{encoder_weights, knn_eval, ort_encoder};
 use crate::augment::{AugmentConfig, MultiCrop, Pipeline};
 use crate::data::{Loader, LoaderConfig};
@@ -14,7 +17,6 @@ use crate::step::{
 use patchmix_core::{cosine_schedule, momentum_schedule, temperature_schedule};
 use patchmix_export::data::{Dataset, DatasetRef};
 use patchmix_export::graph::Precision;
-use serde_json::json;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Instant;
@@ -66,9 +68,8 @@ pub fn scalars(
     steps_per_epoch: u64,
     epoch: u64,
     it: u64,
-) -> Result<Scalars, String> {
+) -> Result<Scalars, PretrainError> {
     let total = cfg.epochs * steps_per_epoch;
-    let e = |x: patchmix_core::Error| x.to_string();
     let it = it.min(total.saturating_sub(1));
     Ok(Scalars {
         lr: cosine_schedule(
@@ -78,39 +79,42 @@ pub fn scalars(
             cfg.warmup_epochs * steps_per_epoch,
             0.0,
             it,
-        )
-        .map_err(e)?,
-        wd: cosine_schedule(cfg.weight_decay, cfg.weight_decay_end, total, 0, 0.0, it)
-            .map_err(e)?,
+        )?,
+        wd: cosine_schedule(cfg.weight_decay, cfg.weight_decay_end, total, 0, 0.0, it)?,
         tau: temperature_schedule(
             cfg.warmup_temperature,
             cfg.temperature,
             cfg.temperature_warmup_epochs,
             epoch,
-        )
-        .map_err(e)?,
-        mu: momentum_schedule(cfg.momentum, epoch as f64, cfg.epochs as f64).map_err(e)?,
+        )?,
+        mu: momentum_schedule(cfg.momentum, epoch as f64, cfg.epochs as f64)?,
     })
 }
 
-fn open_dataset(spec: &str) -> Result<Dataset, String> {
-    let r: DatasetRef = spec.parse().map_err(|e| format!("dataset `{spec}`: {e}"))?;
-    Dataset::open(&r).map_err(|e| e.to_string())
+fn open_dataset(spec: &str) -> Result<Dataset, PretrainError> {
+    let r = spec
+        .parse::<DatasetRef>()
+        .map_err(|e| PretrainError::DatasetSpec {
+            spec: spec.into(),
+            message: e.to_string(),
+        })?;
+    Ok(Dataset::open(&r)?)
 }
 
-fn check_run_dir(dir: &Path) -> Result<(), String> {
-    std::fs::create_dir_all(dir).map_err(|e| {
-        format!(
-            "cannot create output directory {}: {e}; choose a writable --out",
-            dir.display()
-        )
+/// A configuration error (the message of `config`'s checks).
+fn config_err(e: impl std::fmt::Display) -> PretrainError {
+    PretrainError::Config(e.to_string())
+}
+
+fn check_run_dir(dir: &Path) -> Result<(), PretrainError> {
+    std::fs::create_dir_all(dir).map_err(|source| PretrainError::CreateOutDir {
+        path: dir.to_path_buf(),
+        source,
     })?;
     let probe = dir.join(".write-test");
-    std::fs::write(&probe, b"ok").map_err(|e| {
-        format!(
-            "output directory {} is not writable: {e}; choose a writable --out",
-            dir.display()
-        )
+    std::fs::write(&probe, b"ok").map_err(|source| PretrainError::OutDirNotWritable {
+        path: dir.to_path_buf(),
+        source,
     })?;
     let _ = std::fs::remove_file(probe);
     Ok(())
@@ -168,10 +172,11 @@ pub fn prepare_step_inputs(
     steps_per_epoch: u64,
     (epoch, global_step): (u64, u64),
     (view1, view2, local): RawViews,
-) -> Result<(PreparedBatch, Scalars), String> {
+) -> Result<(PreparedBatch, Scalars), PretrainError> {
     let s = scalars(cfg, steps_per_epoch, epoch, global_step)?;
     let seed = step_seed(cfg.seed, global_step);
-    let b = prepare_batch_with_local(sc, view1, view2, local, seed, cfg.smoothing)?;
+    let b = prepare_batch_with_local(sc, view1, view2, local, seed, cfg.smoothing)
+        .map_err(|e| PretrainError::Prepare(e.to_string()))?;
     Ok((b, s))
 }
 
@@ -192,17 +197,18 @@ impl Trainer {
     ///
     /// # Errors
     /// Any setup problem, as a one-line message.
-    pub fn new(cfg: &PretrainConfig, opts: &RunOptions) -> Result<Trainer, String> {
-        cfg.validate()?;
+    pub fn new(cfg: &PretrainConfig, opts: &RunOptions) -> Result<Trainer, PretrainError> {
+        cfg.validate().map_err(config_err)?;
         check_run_dir(&cfg.out_dir)?;
-        let sc = cfg.step_config()?;
+        let sc = cfg.step_config().map_err(config_err)?;
         let ds = open_dataset(&cfg.data)?;
         if let Some((w, h)) = ds.image_size()
             && w != h
         {
-            eprintln!(
+            log::info!(
                 "note: {} has {w}×{h} images; they are cropped and resized to {}",
-                cfg.data, cfg.img
+                cfg.data,
+                cfg.img
             );
         }
         let mut aug = AugmentConfig::new(cfg.img as u32, cfg.min_crop);
@@ -213,7 +219,7 @@ impl Trainer {
                 global_crop: cfg.global_crop.unwrap_or(DEFAULT_GLOBAL_CROP),
             });
         }
-        let pipeline = Pipeline::new(aug).map_err(|e| e.to_string())?;
+        let pipeline = Pipeline::new(aug)?;
         let loader = Loader::new(
             Arc::new(ds),
             pipeline,
@@ -223,11 +229,10 @@ impl Trainer {
                 threads: cfg.loader_threads,
                 prefetch: 2,
             },
-        )
-        .map_err(|e| e.to_string())?;
-        let step: StepGraph = build_step(&sc).map_err(|e| e.to_string())?;
+        )?;
+        let step: StepGraph = build_step(&sc)?;
         if sc.precision != Precision::Fp32 {
-            eprintln!(
+            log::info!(
                 "precision {}: matrix products in half precision, f32 master weights and optimizer state{}",
                 sc.precision,
                 if sc.scales_loss() {
@@ -249,13 +254,10 @@ impl Trainer {
         let (state, progress) = match resume_dir {
             Some(dir) => {
                 let (h, p) = read_checkpoint(&dir, &step.layout)?;
-                if p.config.step_config()? != sc {
-                    return Err(format!(
-                        "checkpoint {} was made with a different architecture or batch; resume with its config.toml",
-                        dir.display()
-                    ));
+                if p.config.step_config().map_err(config_err)? != sc {
+                    return Err(PretrainError::CheckpointMismatch { dir });
                 }
-                eprintln!(
+                log::info!(
                     "resuming from {} (epoch {}, step {} of it, global step {})",
                     dir.display(),
                     p.epoch,
@@ -280,8 +282,12 @@ impl Trainer {
             cuda_graph: cfg.cuda_graph,
             ..DeviceOptions::default()
         };
-        let session = StepSession::new_on_device(step, &sopts, &dev, &state)
-            .map_err(|e| format!("--device {}: {e}", cfg.device))?;
+        let session = StepSession::new_on_device(step, &sopts, &dev, &state).map_err(|source| {
+            PretrainError::Device {
+                device: cfg.device.to_string(),
+                source,
+            }
+        })?;
         Ok(Trainer {
             cfg: cfg.clone(),
             loader,
@@ -299,7 +305,7 @@ impl Trainer {
         view1: Vec<f32>,
         view2: Vec<f32>,
         local: Option<Vec<f32>>,
-    ) -> Result<(Losses, Scalars), String> {
+    ) -> Result<(Losses, Scalars), PretrainError> {
         let (b, s) = self.prepare(view1, view2, local)?;
         let l = self.run_prepared(&b, &s)?;
         Ok((l, s))
@@ -315,7 +321,7 @@ impl Trainer {
         view1: Vec<f32>,
         view2: Vec<f32>,
         local: Option<Vec<f32>>,
-    ) -> Result<(PreparedBatch, Scalars), String> {
+    ) -> Result<(PreparedBatch, Scalars), PretrainError> {
         prepare_step_inputs(
             &self.cfg,
             &self.session.step_graph().config,
@@ -329,20 +335,24 @@ impl Trainer {
     ///
     /// # Errors
     /// Engine errors.
-    pub fn run_prepared(&mut self, b: &PreparedBatch, s: &Scalars) -> Result<Losses, String> {
+    pub fn run_prepared(
+        &mut self,
+        b: &PreparedBatch,
+        s: &Scalars,
+    ) -> Result<Losses, PretrainError> {
         let x = b.inputs(s.lr as f32, s.wd as f32, s.tau as f32, s.mu as f32);
-        self.session.run(&x).map_err(|e| e.to_string())
+        Ok(self.session.run(&x)?)
     }
 
     /// The host copy of the state.
     ///
     /// # Errors
     /// Engine errors.
-    pub fn host(&self) -> Result<HostState, String> {
-        self.session.to_host().map_err(|e| e.to_string())
+    pub fn host(&self) -> Result<HostState, PretrainError> {
+        Ok(self.session.to_host()?)
     }
 
-    fn checkpoint(&self) -> Result<PathBuf, String> {
+    fn checkpoint(&self) -> Result<PathBuf, PretrainError> {
         let h = self.host()?;
         let step = self.session.step_graph();
         write_checkpoint(
@@ -360,25 +370,21 @@ impl Trainer {
 /// # Errors
 /// Any problem, as a one-line message; a NaN/Inf loss stops the run and keeps the last good
 /// checkpoint.
-pub fn run_pretrain(cfg: &PretrainConfig, opts: &RunOptions) -> Result<RunSummary, String> {
+pub fn run_pretrain(cfg: &PretrainConfig, opts: &RunOptions) -> Result<RunSummary, PretrainError> {
     let mut t = Trainer::new(cfg, opts)?;
-    let toml_text = toml::to_string(cfg).map_err(|e| e.to_string())?;
-    eprintln!("patchmix pretrain: resolved configuration\n{toml_text}");
-    patchmix_export::atomic::write_atomic(&cfg.out_dir.join("config.toml"), toml_text.as_bytes())
-        .map_err(|e| {
-        format!(
-            "cannot write {}: {e}",
-            cfg.out_dir.join("config.toml").display()
-        )
-    })?;
+    let toml_text = toml::to_string(cfg)?;
+    log::info!("patchmix pretrain: resolved configuration\n{toml_text}");
+    let config_path = cfg.out_dir.join("config.toml");
+    patchmix_export::atomic::write_atomic(&config_path, toml_text.as_bytes())
+        .map_err(|e| PretrainError::io("write", &config_path, e))?;
     let resumed = t.progress.global_step > 0;
-    let mut metrics = Metrics::open(&cfg.out_dir, resumed.then_some(t.progress.global_step))?;
+    let mut metrics = MetricsLog::open(&cfg.out_dir, resumed.then_some(t.progress.global_step))?;
     let eval = match &cfg.eval_data {
         Some(e) => Some(open_dataset(e)?),
         None => None,
     };
     let spe = t.loader.steps_per_epoch() as u64;
-    let vit = cfg.vit()?;
+    let vit = cfg.vit().map_err(config_err)?;
     let mut last = None;
     let mut consecutive_skips = 0u32;
     let max_steps = cfg.max_steps.unwrap_or(u64::MAX);
@@ -404,26 +410,22 @@ pub fn run_pretrain(cfg: &PretrainConfig, opts: &RunOptions) -> Result<RunSummar
         let mut timer = Instant::now();
         // What the preparation thread needs, shared rather than cloned per step.
         let shared = Arc::new((t.cfg.clone(), t.session.step_graph().config.clone()));
-        let mut next_batch = || -> Result<RawViews, String> {
-            let batch = it
-                .next()
-                .ok_or("the loader ended early")?
-                .map_err(|e| e.to_string())?;
+        let mut next_batch = || -> Result<RawViews, PretrainError> {
+            let batch = it.next().ok_or(PretrainError::LoaderEnded)??;
             Ok(raw_views(batch))
         };
         // The next step's PatchMix preparation runs on its own thread while this step runs
         // (it is a pure function of the seed and the step, so the results are unchanged).
-        let mut pending: Option<std::thread::JoinHandle<Result<(PreparedBatch, Scalars), String>>> =
-            None;
+        let mut pending: Option<
+            std::thread::JoinHandle<Result<(PreparedBatch, Scalars), PretrainError>>,
+        > = None;
         while t.progress.step_in_epoch < spe {
             if t.progress.global_step >= max_steps {
                 bar.finish_and_clear();
                 break 'epochs;
             }
             let (prepared, s) = match pending.take() {
-                Some(h) => h
-                    .join()
-                    .map_err(|_| "the batch preparation thread panicked".to_string())??,
+                Some(h) => h.join().map_err(|_| PretrainError::PreparationPanicked)??,
                 None => {
                     let (v1, v2, local) = next_batch()?;
                     t.prepare(v1, v2, local)?
@@ -446,31 +448,40 @@ pub fn run_pretrain(cfg: &PretrainConfig, opts: &RunOptions) -> Result<RunSummar
             // GradScaler); only a long run of them means the run cannot go on.
             consecutive_skips = if l.skipped { consecutive_skips + 1 } else { 0 };
             if consecutive_skips >= MAX_CONSECUTIVE_SKIPS {
-                return Err(format!(
-                    "fp16: the gradients overflowed {consecutive_skips} steps in a row (loss {}, loss scale now {}) at step {}; the activations themselves overflow half precision: use --precision bf16 or fp32, or lower the learning rate",
-                    l.total,
-                    t.session.loss_scaler().map_or(f32::NAN, |s| s.scale),
-                    t.progress.global_step
-                ));
+                return Err(PretrainError::Fp16Overflow {
+                    skips: consecutive_skips,
+                    loss: l.total,
+                    scale: t.session.loss_scaler().map_or(f32::NAN, |s| s.scale),
+                    step: t.progress.global_step,
+                });
             }
             if !l.total.is_finite() && !l.skipped {
-                let last_ck = resolve_resume("auto", &cfg.out_dir).ok().flatten();
-                return Err(format!(
-                    "loss became {} at step {} (epoch {}); stopping. The last good checkpoint is {}; lower the learning rate or check the data",
-                    l.total,
-                    t.progress.global_step,
+                return Err(PretrainError::NonFiniteLoss {
+                    loss: l.total,
+                    step: t.progress.global_step,
                     epoch,
-                    last_ck.map_or("none".to_string(), |p| p.display().to_string())
-                ));
+                    last_checkpoint: resolve_resume("auto", &cfg.out_dir).ok().flatten(),
+                });
             }
             t.progress.global_step += 1;
             t.progress.step_in_epoch += 1;
             let ips = cfg.batch as f64 / secs.max(1e-9);
-            metrics.log(&json!({
-                "step": t.progress.global_step, "epoch": epoch, "loss": l.total, "src": l.src, "mix": l.mix, "mix2": l.mix2,
-                "multi": l.multi, "multi_mix": l.multi_mix,
-                "lr": s.lr, "wd": s.wd, "tau": s.tau, "mu": s.mu, "img_per_s": ips,
-                "skipped": l.skipped, "loss_scale": scale_used,
+            metrics.append(&MetricsRecord::Step(StepRecord {
+                step: t.progress.global_step,
+                epoch,
+                loss: f64::from(l.total),
+                src: f64::from(l.src),
+                mix: f64::from(l.mix),
+                mix2: f64::from(l.mix2),
+                multi: Some(f64::from(l.multi)),
+                multi_mix: Some(f64::from(l.multi_mix)),
+                lr: s.lr,
+                wd: s.wd,
+                tau: s.tau,
+                mu: s.mu,
+                img_per_s: ips,
+                skipped: Some(l.skipped),
+                loss_scale: scale_used.map(f64::from),
             }))?;
             let multi = if cfg.local_crops > 0 {
                 format!(" multi {:.3} multi-mix {:.3}", l.multi, l.multi_mix)
@@ -498,7 +509,8 @@ pub fn run_pretrain(cfg: &PretrainConfig, opts: &RunOptions) -> Result<RunSummar
             let r = knn_eval(&mut enc, cfg.img, t.loader.dataset(), ev, Some(10_000))?;
             if let Some(row) = r.row(20).or_else(|| r.rows.first()) {
                 knn_line = format!(" | kNN@{} top-1 {:.2}%", row.k, row.top1);
-                metrics.log(&json!({"step": t.progress.global_step, "epoch": done, "knn_k": row.k, "knn_top1": row.top1, "knn_top5": row.top5}))?;
+                let record = KnnRecord::of_row(t.progress.global_step, done, row, false);
+                metrics.append(&MetricsRecord::Knn(record))?;
             }
         }
         if let Some(l) = last {
@@ -507,9 +519,13 @@ pub fn run_pretrain(cfg: &PretrainConfig, opts: &RunOptions) -> Result<RunSummar
             } else {
                 String::new()
             };
-            eprintln!(
+            log::info!(
                 "epoch {done}/{}: loss {:.4} (src {:.4}, mix {:.4}, mix2 {:.4}{multi}){knn_line}",
-                cfg.epochs, l.total, l.src, l.mix, l.mix2
+                cfg.epochs,
+                l.total,
+                l.src,
+                l.mix,
+                l.mix2
             );
         }
         if done % cfg.checkpoint_every.max(1) == 0 && done < cfg.epochs {
@@ -518,25 +534,24 @@ pub fn run_pretrain(cfg: &PretrainConfig, opts: &RunOptions) -> Result<RunSummar
     }
     // Final checkpoint, export and evaluation.
     let ck = t.checkpoint()?;
-    eprintln!("checkpoint: {}", ck.display());
+    log::info!("checkpoint: {}", ck.display());
     let h = t.host()?;
     let weights = encoder_weights(&t.session.step_graph().layout, &h);
     let wpath = cfg.out_dir.join("encoder.safetensors");
-    patchmix_export::weights::save_safetensors(&wpath, &weights, None)
-        .map_err(|e| e.to_string())?;
-    let g =
-        patchmix_export::vit::encoder_graph(&vit, &weights, false).map_err(|e| e.to_string())?;
+    patchmix_export::weights::save_safetensors(&wpath, &weights, None)?;
+    let g = patchmix_export::vit::encoder_graph(&vit, &weights, false)?;
     let opath = cfg.out_dir.join("encoder.onnx");
-    patchmix_export::onnx::write_onnx(&g, &opath).map_err(|e| e.to_string())?;
-    eprintln!("exported {} and {}", opath.display(), wpath.display());
+    patchmix_export::onnx::write_onnx(&g, &opath)?;
+    log::info!("exported {} and {}", opath.display(), wpath.display());
     let knn = match (&eval, t.progress.epoch >= cfg.epochs) {
         (Some(ev), true) => {
             let mut enc = ort_encoder(&vit, &weights)?;
             let r = knn_eval(&mut enc, cfg.img, t.loader.dataset(), ev, None)?;
             if let Some(row) = r.row(20) {
-                metrics.log(&json!({"step": t.progress.global_step, "epoch": t.progress.epoch, "knn_k": row.k, "knn_top1": row.top1, "knn_top5": row.top5, "final": true}))?;
+                let record = KnnRecord::of_row(t.progress.global_step, t.progress.epoch, row, true);
+                metrics.append(&MetricsRecord::Knn(record))?;
             }
-            eprintln!(
+            log::info!(
                 "kNN of the pretrained encoder on {}:\n{r}",
                 cfg.eval_data.as_deref().unwrap_or("")
             );
@@ -547,14 +562,25 @@ pub fn run_pretrain(cfg: &PretrainConfig, opts: &RunOptions) -> Result<RunSummar
                 let pr = super::monitor::pixel_knn(t.loader.dataset(), ev, cfg.img)?;
                 let top1 =
                     |r: &patchmix_export::knn::KnnReport| r.row(20).map_or(f64::NAN, |x| x.top1);
-                let summary = json!({"pretrained": top1(&r), "random_init": top1(&rr), "raw_pixels": top1(&pr)});
-                metrics.log(&json!({"step": t.progress.global_step, "epoch": t.progress.epoch, "baselines_knn20_top1": summary}))?;
-                patchmix_export::atomic::write_atomic(
-                    &cfg.out_dir.join("knn_summary.json"),
-                    summary.to_string().as_bytes(),
-                )
-                .map_err(|e| format!("cannot write knn_summary.json: {e}"))?;
-                eprintln!("kNN of a random-init encoder:\n{rr}\nkNN of raw pixels:\n{pr}");
+                let summary = Baselines {
+                    pretrained: Some(top1(&r)),
+                    random_init: Some(top1(&rr)),
+                    raw_pixels: Some(top1(&pr)),
+                };
+                metrics.append(&MetricsRecord::Baselines(BaselinesRecord {
+                    step: t.progress.global_step,
+                    epoch: t.progress.epoch,
+                    baselines: summary,
+                }))?;
+                let summary_path = cfg.out_dir.join("knn_summary.json");
+                let summary_json =
+                    serde_json::to_vec(&summary).map_err(|source| PretrainError::Json {
+                        path: summary_path.clone(),
+                        source,
+                    })?;
+                patchmix_export::atomic::write_atomic(&summary_path, &summary_json)
+                    .map_err(|e| PretrainError::io("write", &summary_path, e))?;
+                log::info!("kNN of a random-init encoder:\n{rr}\nkNN of raw pixels:\n{pr}");
                 println!(
                     "kNN top-1 (k=20, T=0.07) on {}: pretrained {:.2}% | random init {:.2}% | raw pixels {:.2}%",
                     cfg.eval_data.as_deref().unwrap_or(""),
