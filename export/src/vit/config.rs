@@ -3,6 +3,8 @@
 use std::fmt;
 use std::str::FromStr;
 
+use super::layout::timm_vit_shapes;
+
 /// Architecture of a timm-style VisionTransformer (pre-norm, qkv bias, CLS token, learned
 /// position embedding, LayerNorm eps 1e-6, MLP ratio 4, exact GELU).
 #[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
@@ -142,33 +144,10 @@ impl VitConfig {
         4 * self.dim
     }
 
-    /// Every parameter as (timm name, shape), in timm's state_dict order.
+    /// Every parameter as (timm name, shape), in timm's state_dict order: [`timm_vit_shapes`]
+    /// at this configuration's width, depth, patch size and token count.
     pub fn param_specs(&self) -> Vec<(String, Vec<usize>)> {
-        let (d, p, t) = (self.dim, self.patch, self.tokens());
-        let mut v = vec![
-            ("cls_token".to_string(), vec![1, 1, d]),
-            ("pos_embed".to_string(), vec![1, t + 1, d]),
-            ("patch_embed.proj.weight".to_string(), vec![d, 3, p, p]),
-            ("patch_embed.proj.bias".to_string(), vec![d]),
-        ];
-        for i in 0..self.depth {
-            let b = |s: &str| format!("blocks.{i}.{s}");
-            v.push((b("norm1.weight"), vec![d]));
-            v.push((b("norm1.bias"), vec![d]));
-            v.push((b("attn.qkv.weight"), vec![3 * d, d]));
-            v.push((b("attn.qkv.bias"), vec![3 * d]));
-            v.push((b("attn.proj.weight"), vec![d, d]));
-            v.push((b("attn.proj.bias"), vec![d]));
-            v.push((b("norm2.weight"), vec![d]));
-            v.push((b("norm2.bias"), vec![d]));
-            v.push((b("mlp.fc1.weight"), vec![4 * d, d]));
-            v.push((b("mlp.fc1.bias"), vec![4 * d]));
-            v.push((b("mlp.fc2.weight"), vec![d, 4 * d]));
-            v.push((b("mlp.fc2.bias"), vec![d]));
-        }
-        v.push(("norm.weight".to_string(), vec![d]));
-        v.push(("norm.bias".to_string(), vec![d]));
-        v
+        timm_vit_shapes(self.dim, self.depth, self.patch, self.tokens())
     }
 
     /// The number of scalar parameters.
