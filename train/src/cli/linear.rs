@@ -23,7 +23,7 @@ use ndarray::{Array2, ArrayView4};
 use patchmix_export::data::{Dataset, Preprocess};
 use patchmix_export::runtime::{Embed, Runtime};
 use patchmix_train::linear::{
-    EpochStats, FeatureCache, ProbeConfig, ProbeReport, TrainAugment, Trainer, check_features,
+    EpochStats, FeatureCache, ProbeConfig, ProbeReport, ProbeTrainer, TrainAugment, check_features,
     evaluate, train_probe,
 };
 use serde::Serialize;
@@ -411,7 +411,7 @@ pub fn run(args: Args) -> Result<()> {
     let report = if args.augment {
         let aug = TrainAugment::new(pre.crop);
         let labels = labels_of(&train_ds, &train_idx);
-        let mut trainer = Trainer::new(dim, classes, cfg).map_err(|e| anyhow!("{e}"))?;
+        let mut trainer = ProbeTrainer::new(dim, classes, cfg).map_err(|e| anyhow!("{e}"))?;
         t1 = Instant::now();
         bar = epoch_bar(cfg.epochs);
         if !bar.is_hidden() {
