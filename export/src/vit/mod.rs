@@ -7,7 +7,7 @@ mod init;
 mod layout;
 mod resize;
 
-pub use config::{VitConfig, VitPreset};
+pub use config::{VitConfig, VitConfigError, VitPreset};
 pub use forward::{
     EncoderOutputs, ForwardOptions, add_initializers, encoder_forward, encoder_graph, layer_norm,
 };
