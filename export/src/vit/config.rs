@@ -186,11 +186,6 @@ impl VitConfig {
         timm_vit_shapes(self.dim, self.depth, self.patch, self.tokens())
     }
 
-    /// MLP hidden width (ratio 4).
-    pub fn mlp_dim(&self) -> usize {
-        4 * self.dim
-    }
-
     /// The number of scalar parameters.
     pub fn num_params(&self) -> usize {
         self.param_specs()

@@ -59,11 +59,6 @@ impl ProbeTrainer {
         &self.probe
     }
 
-    /// The settings.
-    pub fn config(&self) -> &ProbeConfig {
-        &self.cfg
-    }
-
     /// One epoch (0-based `epoch`) over `features` `[N, D]` in the order
     /// [`epoch_order`]`(N, seed, epoch)`, mini-batches of `batch` (the last one may be smaller),
     /// at the epoch's cosine learning rate.
