@@ -32,8 +32,7 @@ use std::path::PathBuf;
 use std::time::Instant;
 
 use super::embed::{
-    extract_features, labels_of, open_dataset, open_model, parse_runtime, runtime_name,
-    select_indices,
+    extract_features, labels_of, open_dataset, open_model, runtime_name, select_indices,
 };
 
 /// Arguments of `patchmix linear`.
@@ -74,7 +73,7 @@ pub struct Args {
     #[arg(long)]
     pub augment: bool,
     /// Inference runtime: tract or ort.
-    #[arg(long, default_value = "tract", value_parser = parse_runtime)]
+    #[arg(long, default_value = "tract")]
     pub runtime: Runtime,
     /// Seed of the probe's initialisation, the shuffles and the augmentations.
     #[arg(long, default_value_t = 0)]
