@@ -33,7 +33,8 @@ impl EncoderSource {
 ///    checkpoint) keep every key as it is;
 /// 3. drop classifier/projector keys: `head.*` and `fc.*` (but not `fc_norm.*`).
 ///
-/// Generic over the value type, so it works on a [`StateDict`] and an [`IntStateDict`] alike.
+/// Generic over the value type, so it works on a [`StateDict`](super::StateDict) and an
+/// [`IntStateDict`](super::IntStateDict) alike.
 /// If `which` is not present but the other encoder is, its keys are kept under their
 /// prefixed names, so [`check_against`](super::check_against) reports them as unexpected.
 ///
