@@ -60,8 +60,10 @@ fn add_votes(votes: &mut [f64], sims: &[f32], labels: &[u32], temperature: f64) 
     }
 }
 
-/// The 0-based rank of class `label` under `votes`: the number of classes with a larger
-/// vote, or an equal vote and a lower id. Rank 0 is the top-1 prediction.
+/// The 0-based rank of class `label` under `scores` (kNN votes, or a classifier's logits): the
+/// number of classes with a larger score, or an equal score and a lower id. Rank 0 is the
+/// top-1 prediction. A `label` out of range, or whose score is unordered (`NaN`), ranks last
+/// (`scores.len()`).
 ///
 /// # Examples
 ///
@@ -69,11 +71,17 @@ fn add_votes(votes: &mut [f64], sims: &[f32], labels: &[u32], temperature: f64) 
 /// use patchmix_export::knn::class_rank;
 /// assert_eq!(class_rank(&[1.0, 3.0, 3.0, 0.0], 2), 1); // class 1 ties and wins on id
 /// assert_eq!(class_rank(&[1.0, 3.0, 3.0, 0.0], 3), 3);
+/// assert_eq!(class_rank(&[1.0f32, f32::NAN], 1), 2);
 /// ```
 #[must_use]
-pub fn class_rank(votes: &[f64], label: usize) -> usize {
-    let mine = votes.get(label).copied().unwrap_or(f64::NEG_INFINITY);
-    votes
+pub fn class_rank<T: PartialOrd + Copy>(scores: &[T], label: usize) -> usize {
+    let Some(&mine) = scores.get(label) else {
+        return scores.len();
+    };
+    if mine.partial_cmp(&mine).is_none() {
+        return scores.len();
+    }
+    scores
         .iter()
         .enumerate()
         .filter(|&(c, &v)| v > mine || (v == mine && c < label))

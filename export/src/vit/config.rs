@@ -3,6 +3,42 @@
 use std::fmt;
 use std::str::FromStr;
 
+use super::layout::timm_vit_shapes;
+
+/// A ViT configuration or preset name that cannot be used.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum VitConfigError {
+    /// The patch size is 0 or does not divide the image size (or the image size is 0).
+    #[error("patch size {patch} does not divide image size {img}")]
+    PatchDoesNotDivideImage {
+        /// Patch side in pixels.
+        patch: usize,
+        /// Image side in pixels.
+        img: usize,
+    },
+    /// A width, depth or head count of 0, or a head count that does not divide the width.
+    #[error("heads {heads} must divide dim {dim} (both > 0), depth {depth} > 0")]
+    BadWidthDepthOrHeads {
+        /// Attention heads.
+        heads: usize,
+        /// Embedding width.
+        dim: usize,
+        /// Number of blocks.
+        depth: usize,
+    },
+    /// A preset name that is not one of the presets.
+    #[error("unknown preset `{0}`: expected vit-tiny, vit-small or vit-base")]
+    UnknownPreset(String),
+}
+
+/// Lets functions that still return `Result<_, String>` apply `?` to these errors.
+impl From<VitConfigError> for String {
+    fn from(e: VitConfigError) -> String {
+        e.to_string()
+    }
+}
+
 /// Architecture of a timm-style VisionTransformer (pre-norm, qkv bias, CLS token, learned
 /// position embedding, LayerNorm eps 1e-6, MLP ratio 4, exact GELU).
 #[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
@@ -44,7 +80,7 @@ impl VitPreset {
     ///
     /// # Errors
     /// As [`VitConfig::validate`].
-    pub fn config(self, img: usize, patch: usize) -> Result<VitConfig, String> {
+    pub fn config(self, img: usize, patch: usize) -> Result<VitConfig, VitConfigError> {
         let c = self.with_overrides(img, patch, None, None, None);
         c.validate()?;
         Ok(c)
@@ -79,15 +115,13 @@ impl VitPreset {
 }
 
 impl FromStr for VitPreset {
-    type Err = String;
-    fn from_str(s: &str) -> Result<Self, String> {
+    type Err = VitConfigError;
+    fn from_str(s: &str) -> Result<Self, VitConfigError> {
         match s {
             "vit-tiny" | "tiny" => Ok(VitPreset::Tiny),
             "vit-small" | "small" => Ok(VitPreset::Small),
             "vit-base" | "base" => Ok(VitPreset::Base),
-            other => Err(format!(
-                "unknown preset `{other}`: expected vit-tiny, vit-small or vit-base"
-            )),
+            other => Err(VitConfigError::UnknownPreset(other.to_string())),
         }
     }
 }
@@ -106,23 +140,32 @@ impl VitConfig {
     /// Checks that the sizes fit together.
     ///
     /// # Errors
-    /// A message naming the parameter that does not fit.
-    pub fn validate(&self) -> Result<(), String> {
+    /// [`VitConfigError::PatchDoesNotDivideImage`] or
+    /// [`VitConfigError::BadWidthDepthOrHeads`], naming the parameter that does not fit.
+    ///
+    /// # Examples
+    /// ```
+    /// use patchmix_export::vit::VitPreset;
+    /// let bad = VitPreset::Tiny.with_overrides(30, 4, None, None, None);
+    /// assert_eq!(bad.validate().unwrap_err().to_string(), "patch size 4 does not divide image size 30");
+    /// ```
+    pub fn validate(&self) -> Result<(), VitConfigError> {
         if self.patch == 0 || self.img == 0 || !self.img.is_multiple_of(self.patch) {
-            return Err(format!(
-                "patch size {} does not divide image size {}",
-                self.patch, self.img
-            ));
+            return Err(VitConfigError::PatchDoesNotDivideImage {
+                patch: self.patch,
+                img: self.img,
+            });
         }
         if self.dim == 0
             || self.depth == 0
             || self.heads == 0
             || !self.dim.is_multiple_of(self.heads)
         {
-            return Err(format!(
-                "heads {} must divide dim {} (both > 0), depth {} > 0",
-                self.heads, self.dim, self.depth
-            ));
+            return Err(VitConfigError::BadWidthDepthOrHeads {
+                heads: self.heads,
+                dim: self.dim,
+                depth: self.depth,
+            });
         }
         Ok(())
     }
@@ -137,38 +180,10 @@ impl VitConfig {
         self.grid() * self.grid()
     }
 
-    /// MLP hidden width (ratio 4).
-    pub fn mlp_dim(&self) -> usize {
-        4 * self.dim
-    }
-
-    /// Every parameter as (timm name, shape), in timm's state_dict order.
+    /// Every parameter as (timm name, shape), in timm's state_dict order: [`timm_vit_shapes`]
+    /// at this configuration's width, depth, patch size and token count.
     pub fn param_specs(&self) -> Vec<(String, Vec<usize>)> {
-        let (d, p, t) = (self.dim, self.patch, self.tokens());
-        let mut v = vec![
-            ("cls_token".to_string(), vec![1, 1, d]),
-            ("pos_embed".to_string(), vec![1, t + 1, d]),
-            ("patch_embed.proj.weight".to_string(), vec![d, 3, p, p]),
-            ("patch_embed.proj.bias".to_string(), vec![d]),
-        ];
-        for i in 0..self.depth {
-            let b = |s: &str| format!("blocks.{i}.{s}");
-            v.push((b("norm1.weight"), vec![d]));
-            v.push((b("norm1.bias"), vec![d]));
-            v.push((b("attn.qkv.weight"), vec![3 * d, d]));
-            v.push((b("attn.qkv.bias"), vec![3 * d]));
-            v.push((b("attn.proj.weight"), vec![d, d]));
-            v.push((b("attn.proj.bias"), vec![d]));
-            v.push((b("norm2.weight"), vec![d]));
-            v.push((b("norm2.bias"), vec![d]));
-            v.push((b("mlp.fc1.weight"), vec![4 * d, d]));
-            v.push((b("mlp.fc1.bias"), vec![4 * d]));
-            v.push((b("mlp.fc2.weight"), vec![d, 4 * d]));
-            v.push((b("mlp.fc2.bias"), vec![d]));
-        }
-        v.push(("norm.weight".to_string(), vec![d]));
-        v.push(("norm.bias".to_string(), vec![d]));
-        v
+        timm_vit_shapes(self.dim, self.depth, self.patch, self.tokens())
     }
 
     /// The number of scalar parameters.
@@ -177,5 +192,48 @@ impl VitConfig {
             .iter()
             .map(|(_, s)| s.iter().product::<usize>())
             .sum()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn errors_name_the_parameter_that_does_not_fit() {
+        let cfg = |img, patch, dim, depth, heads| VitConfig {
+            img,
+            patch,
+            dim,
+            depth,
+            heads,
+        };
+        assert_eq!(
+            cfg(30, 4, 8, 1, 2).validate().unwrap_err().to_string(),
+            "patch size 4 does not divide image size 30"
+        );
+        assert_eq!(
+            cfg(32, 0, 8, 1, 2).validate().unwrap_err().to_string(),
+            "patch size 0 does not divide image size 32"
+        );
+        assert_eq!(
+            cfg(32, 4, 8, 1, 3).validate().unwrap_err().to_string(),
+            "heads 3 must divide dim 8 (both > 0), depth 1 > 0"
+        );
+        assert_eq!(
+            cfg(32, 4, 8, 0, 2).validate(),
+            Err(VitConfigError::BadWidthDepthOrHeads {
+                heads: 2,
+                dim: 8,
+                depth: 0
+            })
+        );
+        assert_eq!(
+            "vit-huge".parse::<VitPreset>().unwrap_err().to_string(),
+            "unknown preset `vit-huge`: expected vit-tiny, vit-small or vit-base"
+        );
+        assert_eq!("small".parse::<VitPreset>(), Ok(VitPreset::Small));
+        let as_string: String = VitPreset::Tiny.config(32, 5).unwrap_err().into();
+        assert_eq!(as_string, "patch size 5 does not divide image size 32");
     }
 }

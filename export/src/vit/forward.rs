@@ -281,7 +281,8 @@ pub fn encoder_graph(
     weights: &BTreeMap<String, ndarray::ArrayD<f32>>,
     tokens: bool,
 ) -> Result<Graph, GraphError> {
-    cfg.validate().map_err(GraphError::Shape)?;
+    cfg.validate()
+        .map_err(|e| GraphError::Shape(e.to_string()))?;
     for (name, shape) in cfg.param_specs() {
         match weights.get(&name) {
             None => return Err(GraphError::Shape(format!("missing weight `{name}`"))),

@@ -6,15 +6,50 @@ use rand::{RngExt, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use std::collections::BTreeMap;
 
-/// A standard normal draw (Box–Muller).
+/// How a Box–Muller draw picks the uniform `u1` of its radius `√(−2 ln u1)` (`u1` must be
+/// positive). The two ways give different numbers for the same RNG state; each caller keeps
+/// the one its results were recorded with.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RadiusDraw {
+    /// Draw `u1` from U[0, 1) again until it exceeds `f64::MIN_POSITIVE` (the encoder
+    /// initialisation, [`normal`]).
+    Redraw,
+    /// `u1 = 1 − u` for one `u` from U[0, 1), so `u1 ∈ (0, 1]` (the linear probe's
+    /// initialisation).
+    Complement,
+}
+
+/// A draw from N(0, std²) by Box–Muller: `std · √(−2 ln u1) · cos(2π u2)`, `u1` drawn as
+/// `radius` says, then `u2` from U[0, 1).
+///
+/// # Examples
+/// ```
+/// use patchmix_export::vit::{RadiusDraw, normal, normal_with};
+/// use rand::SeedableRng;
+/// use rand_chacha::ChaCha8Rng;
+///
+/// let (mut a, mut b) = (ChaCha8Rng::seed_from_u64(3), ChaCha8Rng::seed_from_u64(3));
+/// assert_eq!(normal_with(&mut a, 1.0, RadiusDraw::Redraw), normal(&mut b));
+/// let x = normal_with(&mut a, 0.01, RadiusDraw::Complement);
+/// assert!(x.abs() < 0.1);
+/// ```
+pub fn normal_with(rng: &mut ChaCha8Rng, std: f64, radius: RadiusDraw) -> f64 {
+    let u1: f64 = match radius {
+        RadiusDraw::Redraw => loop {
+            let u: f64 = rng.random();
+            if u > f64::MIN_POSITIVE {
+                break u;
+            }
+        },
+        RadiusDraw::Complement => 1.0 - rng.random::<f64>(),
+    };
+    let u2: f64 = rng.random();
+    std * (-2.0 * u1.ln()).sqrt() * (std::f64::consts::TAU * u2).cos()
+}
+
+/// A standard normal draw (Box–Muller, [`RadiusDraw::Redraw`]).
 pub fn normal(rng: &mut ChaCha8Rng) -> f64 {
-    loop {
-        let u1: f64 = rng.random();
-        if u1 > f64::MIN_POSITIVE {
-            let u2: f64 = rng.random();
-            return (-2.0 * u1.ln()).sqrt() * (std::f64::consts::TAU * u2).cos();
-        }
-    }
+    normal_with(rng, 1.0, RadiusDraw::Redraw)
 }
 
 /// `n` draws of U(−bound, bound).
@@ -81,4 +116,48 @@ pub fn init_weights(cfg: &VitConfig, seed: u64) -> BTreeMap<String, ArrayD<f32>>
         out.insert(name, arr);
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The two Box–Muller draws as they were written before they were merged.
+    fn encoder_normal_reference(rng: &mut ChaCha8Rng) -> f64 {
+        loop {
+            let u1: f64 = rng.random();
+            if u1 > f64::MIN_POSITIVE {
+                let u2: f64 = rng.random();
+                return (-2.0 * u1.ln()).sqrt() * (std::f64::consts::TAU * u2).cos();
+            }
+        }
+    }
+
+    fn probe_normal_reference(rng: &mut ChaCha8Rng, std: f64) -> f32 {
+        let u1: f64 = 1.0 - rng.random::<f64>();
+        let u2: f64 = rng.random::<f64>();
+        (std * (-2.0 * u1.ln()).sqrt() * (std::f64::consts::TAU * u2).cos()) as f32
+    }
+
+    #[test]
+    fn both_radius_draws_keep_their_numbers() {
+        for seed in [0, 1, 42] {
+            let (mut a, mut b) = (
+                ChaCha8Rng::seed_from_u64(seed),
+                ChaCha8Rng::seed_from_u64(seed),
+            );
+            for _ in 0..1000 {
+                assert_eq!(
+                    normal(&mut a).to_bits(),
+                    encoder_normal_reference(&mut b).to_bits()
+                );
+            }
+            for std in [0.01, 0.5, 3.0] {
+                for _ in 0..1000 {
+                    let x = normal_with(&mut a, std, RadiusDraw::Complement) as f32;
+                    assert_eq!(x.to_bits(), probe_normal_reference(&mut b, std).to_bits());
+                }
+            }
+        }
+    }
 }

@@ -4,11 +4,13 @@
 mod config;
 mod forward;
 mod init;
+mod layout;
 mod resize;
 
-pub use config::{VitConfig, VitPreset};
+pub use config::{VitConfig, VitConfigError, VitPreset};
 pub use forward::{
     EncoderOutputs, ForwardOptions, add_initializers, encoder_forward, encoder_graph, layer_norm,
 };
-pub use init::{init_weights, normal, trunc_normal, uniform};
+pub use init::{RadiusDraw, init_weights, normal, normal_with, trunc_normal, uniform};
+pub use layout::timm_vit_shapes;
 pub use resize::{bicubic_matrix, grid_resize_matrix, resized_pos_embed};

@@ -16,7 +16,7 @@ use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use ndarray::{Array2, Array4, ArrayView4};
 use patchmix_export::data::{Dataset, DatasetRef, Preprocess};
 use patchmix_export::knn::FeatureIndex;
-use patchmix_export::runtime::{Embed, Runtime, UnknownRuntime, open_encoder};
+use patchmix_export::runtime::{Embed, Runtime, open_encoder};
 use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
 use std::sync::mpsc;
@@ -37,7 +37,7 @@ pub struct Args {
     #[arg(long, value_name = "FILE")]
     pub out: PathBuf,
     /// The inference runtime: tract (pure Rust) or ort (ONNX Runtime, CPU).
-    #[arg(long, default_value = "tract", value_parser = parse_runtime)]
+    #[arg(long, default_value = "tract")]
     pub runtime: Runtime,
     /// Images per encoder call.
     #[arg(long, default_value_t = 256)]
@@ -49,11 +49,6 @@ pub struct Args {
     /// Use only N images, spread evenly over the dataset (image ⌊i·len/N⌋), for quick runs.
     #[arg(long, value_name = "N")]
     pub limit: Option<usize>,
-}
-
-/// Parses `--runtime`.
-pub(super) fn parse_runtime(s: &str) -> Result<Runtime, UnknownRuntime> {
-    s.parse()
 }
 
 /// The name of a runtime, as given on the command line.

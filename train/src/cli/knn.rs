@@ -22,7 +22,7 @@ use std::time::Instant;
 
 use super::embed::{
     check_in_file, embed_dataset, extract_features, labels_of, open_dataset, open_model,
-    parse_runtime, runtime_name, select_indices,
+    runtime_name, select_indices,
 };
 
 /// How raw pixels are scaled in `--raw-pixels` mode.
@@ -68,7 +68,7 @@ pub struct Args {
     #[arg(long, default_value_t = DINO_TEMPERATURE)]
     pub temperature: f32,
     /// The inference runtime for --model: tract or ort.
-    #[arg(long, default_value = "tract", value_parser = parse_runtime)]
+    #[arg(long, default_value = "tract")]
     pub runtime: Runtime,
     /// Images per encoder call (or per preprocessing batch with --raw-pixels).
     #[arg(long, default_value_t = 256)]

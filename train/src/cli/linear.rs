@@ -23,7 +23,7 @@ use ndarray::{Array2, ArrayView4};
 use patchmix_export::data::{Dataset, Preprocess};
 use patchmix_export::runtime::{Embed, Runtime};
 use patchmix_train::linear::{
-    EpochStats, FeatureCache, ProbeConfig, ProbeReport, TrainAugment, Trainer, check_features,
+    EpochStats, FeatureCache, ProbeConfig, ProbeReport, ProbeTrainer, TrainAugment, check_features,
     evaluate, train_probe,
 };
 use serde::Serialize;
@@ -32,8 +32,7 @@ use std::path::PathBuf;
 use std::time::Instant;
 
 use super::embed::{
-    extract_features, labels_of, open_dataset, open_model, parse_runtime, runtime_name,
-    select_indices,
+    extract_features, labels_of, open_dataset, open_model, runtime_name, select_indices,
 };
 
 /// Arguments of `patchmix linear`.
@@ -74,7 +73,7 @@ pub struct Args {
     #[arg(long)]
     pub augment: bool,
     /// Inference runtime: tract or ort.
-    #[arg(long, default_value = "tract", value_parser = parse_runtime)]
+    #[arg(long, default_value = "tract")]
     pub runtime: Runtime,
     /// Seed of the probe's initialisation, the shuffles and the augmentations.
     #[arg(long, default_value_t = 0)]
@@ -411,7 +410,7 @@ pub fn run(args: Args) -> Result<()> {
     let report = if args.augment {
         let aug = TrainAugment::new(pre.crop);
         let labels = labels_of(&train_ds, &train_idx);
-        let mut trainer = Trainer::new(dim, classes, cfg).map_err(|e| anyhow!("{e}"))?;
+        let mut trainer = ProbeTrainer::new(dim, classes, cfg).map_err(|e| anyhow!("{e}"))?;
         t1 = Instant::now();
         bar = epoch_bar(cfg.epochs);
         if !bar.is_hidden() {

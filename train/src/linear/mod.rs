@@ -7,8 +7,11 @@
 //! normalisation and no BatchNorm in front of the classifier, as MoCo v3's ViT linear
 //! evaluation.
 //!
-//! * [`probe`]: the classifier, the cross-entropy and its hand-written gradient, the SGD trainer
-//!   and [`train_probe`] for fixed features (`patchmix linear --fast`);
+//! * `config`: the hyper-parameters ([`ProbeConfig`]) and the cosine learning-rate schedule;
+//! * `head`: the classifier ([`LinearProbe`]), the cross-entropy and its hand-written gradient;
+//! * `train`: the SGD trainer ([`ProbeTrainer`]) and [`train_probe`] for fixed features
+//!   (`patchmix linear --fast`);
+//! * `eval`: top-1/top-5 accuracy ([`evaluate`]) and the checks on features and labels;
 //! * [`features`]: the training-time augmentation of `--augment` mode (RandomResizedCrop with
 //!   scale (0.08, 1) + horizontal flip, reusing [`crate::augment`]) and the feature cache of
 //!   `--cache`.
@@ -26,14 +29,17 @@
 //! # Ok::<(), patchmix_train::linear::LinearError>(())
 //! ```
 
+mod config;
+mod eval;
 pub mod features;
-pub mod probe;
+mod head;
+mod train;
 
+pub use config::ProbeConfig;
+pub use eval::{TopK, check_features, evaluate};
 pub use features::{CachedSplit, FeatureCache, TrainAugment};
-pub use probe::{
-    CrossEntropy, EpochStats, EpochTrain, Gradient, LinearProbe, ProbeConfig, ProbeReport, TopK,
-    Trainer, check_features, evaluate, softmax_cross_entropy, train_probe,
-};
+pub use head::{CrossEntropy, Gradient, LinearProbe, softmax_cross_entropy};
+pub use train::{EpochStats, EpochTrain, ProbeReport, ProbeTrainer, train_probe};
 
 /// Errors of the linear probe; each displays as one line.
 #[derive(Debug, thiserror::Error)]

@@ -111,7 +111,8 @@ pub fn build_step(cfg: &StepConfig) -> Result<StepGraph, GraphError> {
 /// # Errors
 /// As [`build_step`].
 pub fn build_step_with(cfg: &StepConfig, emulate_half: bool) -> Result<StepGraph, GraphError> {
-    cfg.validate().map_err(GraphError::Shape)?;
+    cfg.validate()
+        .map_err(|e| GraphError::Shape(e.to_string()))?;
     let compute = Compute::of(cfg.precision, emulate_half);
     let layout = StateLayout::new(cfg);
     let mut g = Graph::new("patchmix_train_step");

@@ -1,7 +1,7 @@
 //! The architecture and frame of one PatchMix training step.
 
 use patchmix_export::graph::Precision;
-use patchmix_export::vit::VitConfig;
+use patchmix_export::vit::{VitConfig, VitConfigError};
 
 /// Whether keys come from the base encoder (detached) or from an EMA momentum encoder.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
@@ -139,49 +139,98 @@ impl StepConfig {
     /// Checks the sizes.
     ///
     /// # Errors
-    /// A message naming the parameter.
-    pub fn validate(&self) -> Result<(), String> {
+    /// A [`StepConfigError`] naming the parameter.
+    pub fn validate(&self) -> Result<(), StepConfigError> {
         self.vit.validate()?;
         if self.batch < 2 {
-            return Err(format!(
-                "batch {} is too small: BatchNorm in training mode needs at least 2",
-                self.batch
-            ));
+            return Err(StepConfigError::BatchTooSmall { batch: self.batch });
         }
         if self.mix == 0 || self.mix > self.vit.tokens() {
-            return Err(format!(
-                "mix m = {} must be in 1..={} (the token count)",
-                self.mix,
-                self.vit.tokens()
-            ));
+            return Err(StepConfigError::MixOutOfRange {
+                mix: self.mix,
+                tokens: self.vit.tokens(),
+            });
         }
         if self.hidden == 0 || self.out == 0 {
-            return Err("hidden and out widths must be > 0".into());
+            return Err(StepConfigError::ZeroHeadWidth);
         }
         if let Some(l) = &self.local {
-            let p = self.vit.patch;
+            let patch = self.vit.patch;
             if l.count == 0 {
-                return Err("local crops: count must be ≥ 1 (or turn multi-crop off)".into());
+                return Err(StepConfigError::NoLocalCrops);
             }
-            if l.img < p || l.img % p != 0 {
-                return Err(format!(
-                    "local crop size {} must be a positive multiple of the patch size {p}",
-                    l.img
-                ));
+            if l.img < patch || l.img % patch != 0 {
+                return Err(StepConfigError::LocalCropSize { img: l.img, patch });
             }
-            if self.mix > l.tokens(p) {
-                return Err(format!(
-                    "mix m = {} exceeds the {} tokens of a {}-pixel local crop",
-                    self.mix,
-                    l.tokens(p),
-                    l.img
-                ));
+            if self.mix > l.tokens(patch) {
+                return Err(StepConfigError::MixExceedsLocalTokens {
+                    mix: self.mix,
+                    tokens: l.tokens(patch),
+                    img: l.img,
+                });
             }
         }
         if !(0.0..1.0).contains(&self.drop_path) {
-            return Err(format!("drop path {} must be in [0, 1)", self.drop_path));
+            return Err(StepConfigError::DropPath(self.drop_path));
         }
         Ok(())
+    }
+}
+
+/// A [`StepConfig`] whose sizes do not fit together ([`StepConfig::validate`]).
+#[derive(Clone, Debug, PartialEq, thiserror::Error)]
+#[non_exhaustive]
+pub enum StepConfigError {
+    /// The encoder configuration is unusable.
+    #[error(transparent)]
+    Vit(#[from] VitConfigError),
+    /// Fewer than 2 images per step.
+    #[error("batch {batch} is too small: BatchNorm in training mode needs at least 2")]
+    BatchTooSmall {
+        /// Images per step.
+        batch: usize,
+    },
+    /// The PatchMix group count is 0 or above the token count.
+    #[error("mix m = {mix} must be in 1..={tokens} (the token count)")]
+    MixOutOfRange {
+        /// PatchMix groups m.
+        mix: usize,
+        /// Patch tokens of a global view.
+        tokens: usize,
+    },
+    /// The projector/predictor hidden or output width is 0.
+    #[error("hidden and out widths must be > 0")]
+    ZeroHeadWidth,
+    /// Multi-crop is on with a local crop count of 0.
+    #[error("local crops: count must be ≥ 1 (or turn multi-crop off)")]
+    NoLocalCrops,
+    /// The local crop side is not a positive multiple of the patch size.
+    #[error("local crop size {img} must be a positive multiple of the patch size {patch}")]
+    LocalCropSize {
+        /// Local crop side in pixels.
+        img: usize,
+        /// Patch side in pixels.
+        patch: usize,
+    },
+    /// The PatchMix group count exceeds the tokens of a local crop.
+    #[error("mix m = {mix} exceeds the {tokens} tokens of a {img}-pixel local crop")]
+    MixExceedsLocalTokens {
+        /// PatchMix groups m.
+        mix: usize,
+        /// Patch tokens of a local crop.
+        tokens: usize,
+        /// Local crop side in pixels.
+        img: usize,
+    },
+    /// The drop-path rate is outside `[0, 1)`.
+    #[error("drop path {0} must be in [0, 1)")]
+    DropPath(f32),
+}
+
+/// Lets functions that still return `Result<_, String>` apply `?` to these errors.
+impl From<StepConfigError> for String {
+    fn from(e: StepConfigError) -> String {
+        e.to_string()
     }
 }
 
@@ -199,7 +248,7 @@ mod tests {
     #[test]
     fn local_crop_settings_are_checked_with_messages_naming_them() {
         assert!(with_local(2, 4).validate().is_ok());
-        let err = |c: StepConfig| c.validate().unwrap_err();
+        let err = |c: StepConfig| c.validate().unwrap_err().to_string();
         assert!(err(with_local(0, 4)).contains("count must be ≥ 1"));
         assert!(err(with_local(2, 5)).contains("multiple of the patch size 2"));
         assert!(err(with_local(2, 0)).contains("multiple of the patch size 2"));

@@ -17,7 +17,7 @@ mod state;
 pub use adamw::{AdamInputs, BETA1, BETA2, EPS, adamw};
 pub use batch::{PreparedBatch, prepare_batch, prepare_batch_with_local};
 pub use build::{StepGraph, build_step, build_step_with, names};
-pub use config::{Frame, LocalCrops, StepConfig};
+pub use config::{Frame, LocalCrops, StepConfig, StepConfigError};
 pub use heads::{
     BN_EPS, BN_MOMENTUM, RunningStats, batch_norm_train, flatten, mlp_head, unflatten,
 };
