@@ -9,11 +9,13 @@ mod heads;
 mod init;
 mod layout;
 mod loss;
+pub mod names;
 mod scaler;
+mod stages;
 
 pub use adamw::{AdamInputs, BETA1, BETA2, EPS, adamw};
 pub use batch::{PreparedBatch, prepare_batch, prepare_batch_with_local};
-pub use build::{StepGraph, build_step, build_step_with, names};
+pub use build::{StepGraph, build_step, build_step_with};
 pub use config::{Frame, LocalCrops, StepConfig};
 pub use heads::{
     BN_EPS, BN_MOMENTUM, RunningStats, batch_norm_train, flatten, mlp_head, unflatten,
