@@ -995,7 +995,7 @@ mod tests {
         assert!(matches!(e, Err(EngineError::Setup(_))));
         // fp16 steps take the loss scale after the scalars, and insist on it.
         let h = StepConfig {
-            precision: patchmix_export::graph::Precision::Fp16,
+            precision: crate::step::Precision::Fp16,
             ..c.clone()
         };
         let specs = input_specs(&h);
@@ -1032,7 +1032,7 @@ mod tests {
         assert_eq!((l.multi, l.multi_mix), (5.0, 6.0));
         assert!(!l.skipped);
         let half = StepConfig {
-            precision: patchmix_export::graph::Precision::Fp16,
+            precision: crate::step::Precision::Fp16,
             ..multi
         };
         assert_eq!(loss_names(&half)[6], names::GRADS_FINITE);

@@ -58,18 +58,20 @@ pub fn build_step(cfg: &StepConfig) -> Result<StepGraph, GraphError> {
 /// As [`build_step`].
 pub fn build_step_with(cfg: &StepConfig, emulate_half: bool) -> Result<StepGraph, GraphError> {
     cfg.validate().map_err(GraphError::Shape)?;
-    let compute = Compute::of(cfg.precision, emulate_half);
+    let compute = cfg.precision.compute(emulate_half);
     let layout = StateLayout::new(cfg);
     let mut g = Graph::new("patchmix_train_step");
 
+    // Inputs: the state, the images, targets and scalars; the state unpacked per slot.
     let inputs = GraphInputs::declare(&mut g, cfg, &layout);
     let UnpackedState { params, mut stats } =
         UnpackedState::unpack(&mut g, &layout, inputs.params, inputs.buffers)?;
-    // Momentum encoder: EMA of the base encoder and projector, before the step.
+    // EMA: the momentum encoder follows the base encoder and projector, before the step.
     let momentum = match (inputs.momentum_params, inputs.momentum) {
         (Some(flat), Some(mu)) => Some(ema_update(&mut g, &layout, inputs.params, flat, mu)?),
         _ => None,
     };
+    // Encoder passes and heads, in the PatchMix order.
     let encoders = Encoders::new(
         &mut g,
         cfg,
@@ -86,11 +88,14 @@ pub fn build_step_with(cfg: &StepConfig, emulate_half: bool) -> Result<StepGraph
         momentum: momentum.as_ref().map(|m| &m.named),
     };
     let embeddings = passes.run(&mut g, &inputs, &mut stats)?;
+    // Losses, backward (fp16: from the scaled loss), optimizer.
     let losses = patchmix_losses(&mut g, &embeddings, inputs.targets, inputs.temperature)?;
     let seed = scale_loss(&mut g, losses.total, inputs.loss_scale)?;
     let gradient = flat_gradient(&mut g, &layout, &params, seed)?;
+    // A data-parallel step would all-reduce `gradient` here.
     let gradient = unscale(&mut g, gradient, inputs.loss_scale)?;
     let update = adamw_update(&mut g, &inputs, &layout, gradient)?;
+    // Outputs.
     declare_outputs(&mut g, &layout, &stats, &update, momentum.as_ref(), &losses)?;
     Ok(StepGraph {
         graph: g,

@@ -1,5 +1,6 @@
 //! The training-step compiler: one PatchMix step (all encoder passes, heads, loss, backward,
-//! AdamW, EMA) as one standard-op ONNX graph.
+//! AdamW, EMA) as one standard-op ONNX graph, compiled stage by stage (`stages`), and the
+//! run's [`Precision`].
 
 mod adamw;
 mod batch;
@@ -10,6 +11,7 @@ mod init;
 mod layout;
 mod loss;
 pub mod names;
+mod precision;
 mod scaler;
 mod stages;
 
@@ -23,4 +25,5 @@ pub use heads::{
 pub use init::{from_named, init_state, momentum_from_params, to_named};
 pub use layout::{Layout, Slot, StateLayout, is_decayed, predictor_layers, projector_layers};
 pub use loss::{l2_normalize, soft_ce};
+pub use precision::{Precision, UnknownPrecision};
 pub use scaler::{BACKOFF_FACTOR, GROWTH_FACTOR, GROWTH_INTERVAL, INIT_SCALE, LossScaler};
