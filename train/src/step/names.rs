@@ -1,14 +1,14 @@
 //! Graph input and output names of the compiled step.
 
-/// Flat parameters [P].
+/// Flat parameters `[P]`.
 pub const PARAMS: &str = "params";
-/// AdamW first moments [P].
+/// AdamW first moments `[P]`.
 pub const EXP_AVG: &str = "exp_avg";
-/// AdamW second moments [P].
+/// AdamW second moments `[P]`.
 pub const EXP_AVG_SQ: &str = "exp_avg_sq";
-/// BN running statistics [Q].
+/// BN running statistics `[Q]`.
 pub const BUFFERS: &str = "buffers";
-/// Momentum-encoder parameters [Pm] (momentum frame).
+/// Momentum-encoder parameters `[Pm]` (momentum frame).
 pub const MOMENTUM_PARAMS: &str = "momentum_params";
 /// Image inputs [B, 3, H, W].
 pub const IMAGES: [&str; 4] = ["view1", "view2", "mix1", "mix2"];

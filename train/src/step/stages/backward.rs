@@ -11,7 +11,7 @@ use std::collections::BTreeMap;
 /// gradients (scope `grad_flat`).
 ///
 /// In: the scalar to differentiate (the loss, or the scaled loss of an fp16 step) and the
-/// parameter views. Out: the flat gradient [P], still scaled when `seed` was. A data-parallel
+/// parameter views. Out: the flat gradient `[P]`, still scaled when `seed` was. A data-parallel
 /// step all-reduces this value before the optimizer.
 ///
 /// # Errors

@@ -9,7 +9,7 @@ use std::collections::BTreeMap;
 /// The momentum encoder's parameters after this step's EMA update.
 #[derive(Clone, Debug)]
 pub(crate) struct MomentumParams {
-    /// The updated flat momentum parameters [Pm] (the `momentum_params_out` output).
+    /// The updated flat momentum parameters `[Pm]` (the `momentum_params_out` output).
     pub flat: ValueId,
     /// state_dict name (`momentum_encoder.…`) → updated parameter view.
     pub named: BTreeMap<String, ValueId>,
@@ -19,7 +19,7 @@ pub(crate) struct MomentumParams {
 /// encoder mirrors: the first `ema_decayed` decayed ones and the `ema_plain` plain ones), in
 /// scope `ema`.
 ///
-/// In: the flat base parameters [P], the flat momentum parameters [Pm] and μ (scalar).
+/// In: the flat base parameters `[P]`, the flat momentum parameters `[Pm]` and μ (scalar).
 /// Out: the updated momentum parameters, flat and per slot.
 ///
 /// # Errors

@@ -10,15 +10,15 @@ use std::collections::BTreeMap;
 /// The graph inputs of a step, as declared by [`GraphInputs::declare`].
 #[derive(Clone, Debug)]
 pub(crate) struct GraphInputs {
-    /// Flat parameters [P] ([`names::PARAMS`]).
+    /// Flat parameters `[P]` ([`names::PARAMS`]).
     pub params: ValueId,
-    /// AdamW first moments [P].
+    /// AdamW first moments `[P]`.
     pub exp_avg: ValueId,
-    /// AdamW second moments [P].
+    /// AdamW second moments `[P]`.
     pub exp_avg_sq: ValueId,
-    /// BN running statistics [Q].
+    /// BN running statistics `[Q]`.
     pub buffers: ValueId,
-    /// Momentum-encoder parameters [Pm] (momentum frame).
+    /// Momentum-encoder parameters `[Pm]` (momentum frame).
     pub momentum_params: Option<ValueId>,
     /// view1, view2, mix1, mix2 [B, 3, H, W].
     pub images: [ValueId; 4],
@@ -138,7 +138,7 @@ pub(crate) struct UnpackedState {
 impl UnpackedState {
     /// Slices the flat parameters and buffers into their slots.
     ///
-    /// In: the flat `params` [P] and `buffers` [Q]. Out: a value per slot.
+    /// In: the flat `params` `[P]` and `buffers` `[Q]`. Out: a value per slot.
     ///
     /// # Errors
     /// Never for a consistent layout.

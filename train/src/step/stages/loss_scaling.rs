@@ -24,7 +24,7 @@ pub(crate) fn scale_loss(
 /// A flat gradient ready for the optimizer.
 #[derive(Clone, Copy, Debug)]
 pub(crate) struct Gradient {
-    /// The unscaled flat gradient [P].
+    /// The unscaled flat gradient `[P]`.
     pub flat: ValueId,
     /// A bool scalar, true when every gradient is finite (loss scaling only).
     pub finite: Option<ValueId>,
@@ -33,7 +33,7 @@ pub(crate) struct Gradient {
 /// Divides the flat gradient by the loss scale and checks that it is finite (scope
 /// `unscale`); without loss scaling the gradient passes through.
 ///
-/// In: the flat gradient [P] from [`super::backward::flat_gradient`]. Out: the unscaled
+/// In: the flat gradient `[P]` from [`super::backward::flat_gradient`]. Out: the unscaled
 /// gradient and its finiteness flag.
 ///
 /// # Errors

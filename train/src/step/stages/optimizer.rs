@@ -10,11 +10,11 @@ use patchmix_export::graph::{Graph, GraphError, ValueId};
 /// The optimizer state after the step.
 #[derive(Clone, Copy, Debug)]
 pub(crate) struct OptimizerUpdate {
-    /// Updated flat parameters [P].
+    /// Updated flat parameters `[P]`.
     pub params: ValueId,
-    /// Updated first moments [P].
+    /// Updated first moments `[P]`.
     pub exp_avg: ValueId,
-    /// Updated second moments [P].
+    /// Updated second moments `[P]`.
     pub exp_avg_sq: ValueId,
     /// 1 when the update was applied, 0 when it was skipped (loss scaling only; f32 scalar).
     pub grads_finite: Option<ValueId>,
@@ -24,7 +24,7 @@ pub(crate) struct OptimizerUpdate {
 /// layout's decayed prefix), kept only where the gradient is finite when it carries a
 /// finiteness flag.
 ///
-/// In: the state, `lr`, `wd` and `step` inputs and the unscaled flat gradient [P]. Out: the
+/// In: the state, `lr`, `wd` and `step` inputs and the unscaled flat gradient `[P]`. Out: the
 /// updated parameters and moments (and the `grads_finite` flag).
 ///
 /// # Errors
