@@ -1,12 +1,12 @@
 //! Mixed precision (`--precision bf16|fp16`): half-precision products with f32 masters, the
 //! CPU emulation of bf16, and fp16's dynamic loss scaling, all run through ONNX Runtime's CPU EP.
 
-use patchmix_export::graph::{Compute, DType, Precision};
+use patchmix_export::graph::{Compute, DType};
 use patchmix_export::vit::VitConfig;
 use patchmix_train::session::{HostState, Losses, SessionOptions, StepSession};
 use patchmix_train::step::{
-    Frame, INIT_SCALE, LossScaler, PreparedBatch, StepConfig, build_step, build_step_with,
-    init_state, prepare_batch,
+    Frame, INIT_SCALE, LossScaler, Precision, PreparedBatch, StepConfig, build_step,
+    build_step_with, init_state, prepare_batch,
 };
 use rand::{RngExt, SeedableRng};
 use rand_chacha::ChaCha8Rng;

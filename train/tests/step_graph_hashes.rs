@@ -6,11 +6,10 @@
 //! unchanged. A change that means to alter the compiled step updates the table below in the same
 //! commit and says why; the failure message prints every hash that moved.
 
-use patchmix_export::graph::Precision;
 use patchmix_export::onnx::to_onnx_bytes;
 use patchmix_export::vit::VitConfig;
 use patchmix_train::pretrain::{PRESETS, PretrainConfig};
-use patchmix_train::step::{Frame, LocalCrops, StepConfig, build_step_with};
+use patchmix_train::step::{Frame, LocalCrops, Precision, StepConfig, build_step_with};
 use sha2::{Digest, Sha256};
 
 /// (case name, SHA-256 of the ONNX bytes).

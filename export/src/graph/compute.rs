@@ -1,4 +1,5 @@
-//! Mixed precision: the element type the matrix products of a pass run in.
+//! Mixed precision: the element type the matrix products of a pass run in (the run's
+//! `Precision` is a training notion; it picks a [`Compute`] mode with [`Compute::of`]).
 //!
 //! Like PyTorch's autocast, only the matrix products (Linear/Gemm and the attention MatMuls)
 //! run in half precision; LayerNorm, softmax, BatchNorm, the residual stream, the loss and
@@ -17,62 +18,6 @@
 use super::dtype::DType;
 use super::op::Op;
 use super::{Graph, GraphError, ValueId};
-
-/// The precision a training run asks for (`--precision`).
-#[derive(
-    Clone, Copy, Debug, Default, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize,
-)]
-#[serde(rename_all = "lowercase")]
-pub enum Precision {
-    /// Everything in f32.
-    #[default]
-    Fp32,
-    /// Matrix products in bfloat16 (f32 accumulation), no loss scaling.
-    Bf16,
-    /// Matrix products in IEEE half, with dynamic loss scaling.
-    Fp16,
-}
-
-impl Precision {
-    /// The half-precision element type, `None` for f32.
-    pub fn low_dtype(self) -> Option<DType> {
-        match self {
-            Precision::Fp32 => None,
-            Precision::Bf16 => Some(DType::BF16),
-            Precision::Fp16 => Some(DType::F16),
-        }
-    }
-
-    /// The name used on the command line and in configs.
-    pub fn name(self) -> &'static str {
-        match self {
-            Precision::Fp32 => "fp32",
-            Precision::Bf16 => "bf16",
-            Precision::Fp16 => "fp16",
-        }
-    }
-}
-
-impl std::str::FromStr for Precision {
-    type Err = String;
-
-    fn from_str(s: &str) -> Result<Precision, String> {
-        match s {
-            "fp32" | "f32" => Ok(Precision::Fp32),
-            "bf16" => Ok(Precision::Bf16),
-            "fp16" | "f16" => Ok(Precision::Fp16),
-            other => Err(format!(
-                "unknown precision `{other}` (expected fp32, bf16 or fp16)"
-            )),
-        }
-    }
-}
-
-impl std::fmt::Display for Precision {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(self.name())
-    }
-}
 
 /// How the matrix products of a pass are computed.
 ///
@@ -99,9 +44,18 @@ pub enum Compute {
 }
 
 impl Compute {
-    /// The compute mode of `precision`, emulated when `emulate` is set.
-    pub fn of(precision: Precision, emulate: bool) -> Compute {
-        match (precision.low_dtype(), emulate) {
+    /// The compute mode for products in the half-precision type `low` (`None`: f32),
+    /// emulated in f32 kernels when `emulate` is set.
+    ///
+    /// # Examples
+    /// ```
+    /// use patchmix_export::graph::{Compute, DType};
+    /// assert_eq!(Compute::of(Some(DType::BF16), true), Compute::Emulated(DType::BF16));
+    /// assert_eq!(Compute::of(Some(DType::F16), false), Compute::Native(DType::F16));
+    /// assert_eq!(Compute::of(None, true), Compute::F32);
+    /// ```
+    pub fn of(low: Option<DType>, emulate: bool) -> Compute {
+        match (low, emulate) {
             (None, _) => Compute::F32,
             (Some(dt), false) => Compute::Native(dt),
             (Some(dt), true) => Compute::Emulated(dt),
@@ -245,20 +199,16 @@ mod tests {
     }
 
     #[test]
-    fn precision_names_parse_back() {
-        for p in [Precision::Fp32, Precision::Bf16, Precision::Fp16] {
-            assert_eq!(p.name().parse::<Precision>().unwrap(), p);
-        }
-        assert!(
-            "int8"
-                .parse::<Precision>()
-                .unwrap_err()
-                .contains("fp32, bf16 or fp16")
-        );
+    fn the_low_type_and_the_emulation_flag_pick_the_mode() {
         assert_eq!(
-            Compute::of(Precision::Bf16, true),
+            Compute::of(Some(DType::BF16), true),
             Compute::Emulated(DType::BF16)
         );
-        assert_eq!(Compute::of(Precision::Fp32, true), Compute::F32);
+        assert_eq!(
+            Compute::of(Some(DType::F16), false),
+            Compute::Native(DType::F16)
+        );
+        assert_eq!(Compute::of(None, true), Compute::F32);
+        assert_eq!(Compute::of(None, false), Compute::F32);
     }
 }

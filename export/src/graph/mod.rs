@@ -23,7 +23,7 @@ mod infer;
 mod op;
 mod tensor;
 
-pub use compute::{Compute, Precision};
+pub use compute::Compute;
 pub use dtype::{DType, Dim, Shape};
 pub use infer::{broadcast, norm_axis};
 pub use op::Op;

@@ -31,7 +31,7 @@ pub struct Args {
     /// Precision of the matrix products: fp32, bf16 or fp16 (dynamic loss scaling); master
     /// weights and optimizer state stay f32. bf16 on the CPU is emulated (no speed-up).
     #[arg(long, default_value = "fp32")]
-    pub precision: patchmix_export::graph::Precision,
+    pub precision: patchmix_train::step::Precision,
     /// CUDA: allow TF32 tensor-core math for fp32 MatMul/Gemm.
     #[arg(long)]
     pub tf32: bool,

@@ -233,8 +233,8 @@ pub fn read_checkpoint(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::step::Precision;
     use crate::step::{Frame, build_step, init_state};
-    use patchmix_export::graph::Precision;
 
     fn fp16_state() -> (StepConfig, StateLayout, HostState) {
         let cfg = StepConfig {

@@ -3,8 +3,7 @@
 //! saved with every checkpoint.
 
 use crate::device::Device;
-use crate::step::{Frame, LocalCrops, StepConfig};
-use patchmix_export::graph::Precision;
+use crate::step::{Frame, LocalCrops, Precision, StepConfig};
 use patchmix_export::vit::{VitConfig, VitPreset};
 use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};

@@ -12,11 +12,11 @@ use crate::augment::{AugmentConfig, MultiCrop, Pipeline};
 use crate::data::{Loader, LoaderConfig};
 use crate::session::{DeviceOptions, HostState, Losses, SessionOptions, StepSession};
 use crate::step::{
-    PreparedBatch, StepConfig, StepGraph, build_step, init_state, prepare_batch_with_local,
+    Precision, PreparedBatch, StepConfig, StepGraph, build_step, init_state,
+    prepare_batch_with_local,
 };
 use patchmix_core::{cosine_schedule, momentum_schedule, temperature_schedule};
 use patchmix_export::data::{Dataset, DatasetRef};
-use patchmix_export::graph::Precision;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Instant;

@@ -1,7 +1,8 @@
 //! The errors of the training engine's session.
 
 use crate::device::DeviceError;
-use patchmix_export::graph::{GraphError, Precision};
+use crate::step::Precision;
+use patchmix_export::graph::GraphError;
 use patchmix_export::onnx::OnnxWriteError;
 use patchmix_export::weights::WeightsError;
 use std::path::PathBuf;

@@ -318,8 +318,8 @@ pub(super) fn host_part<'a>(h: &'a HostState, input: &str) -> &'a [f32] {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::step::Precision;
     use crate::step::{Frame, LocalCrops, StepConfig, build_step};
-    use patchmix_export::graph::Precision;
 
     fn cfg(frame: Frame, drop_path: f32, local: Option<LocalCrops>) -> StepConfig {
         StepConfig {

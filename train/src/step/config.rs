@@ -1,6 +1,6 @@
 //! The architecture and frame of one PatchMix training step.
 
-use patchmix_export::graph::Precision;
+use super::precision::Precision;
 use patchmix_export::vit::{VitConfig, VitConfigError};
 
 /// Whether keys come from the base encoder (detached) or from an EMA momentum encoder.

@@ -1,6 +1,6 @@
 //! The soft-target contrastive loss.
 
-use patchmix_export::graph::{DType, Graph, GraphError, Op, ValueId};
+use patchmix_export::graph::{Graph, GraphError, Op, ValueId};
 
 /// `F.normalize(x, dim=1)`: `x / max(‖x‖₂, 1e-12)` row-wise.
 ///
@@ -43,9 +43,4 @@ pub fn soft_ce(
     let t = g.mul(target, lsm)?;
     let s = g.reduce_sum(t, &[0, 1], false)?;
     g.mul_scalar(s, -1.0 / rows as f64)
-}
-
-/// A scalar f32 graph input.
-pub fn scalar_input(g: &mut Graph, name: &str) -> ValueId {
-    g.input(name, DType::F32, patchmix_export::graph::Shape(vec![]))
 }

@@ -1,5 +1,6 @@
 //! The training-step compiler: one PatchMix step (all encoder passes, heads, loss, backward,
-//! AdamW, EMA) as one standard-op ONNX graph.
+//! AdamW, EMA) as one standard-op ONNX graph, compiled stage by stage (`stages`), and the
+//! run's [`Precision`].
 
 mod adamw;
 mod batch;
@@ -10,13 +11,16 @@ mod init;
 mod inputs;
 mod layout;
 mod loss;
+pub mod names;
 mod outputs;
+mod precision;
 mod scaler;
+mod stages;
 mod state;
 
 pub use adamw::{AdamInputs, BETA1, BETA2, EPS, adamw};
 pub use batch::{PreparedBatch, prepare_batch, prepare_batch_with_local};
-pub use build::{StepGraph, build_step, build_step_with, names};
+pub use build::{StepGraph, build_step, build_step_with};
 pub use config::{Frame, LocalCrops, StepConfig, StepConfigError};
 pub use heads::{
     BN_EPS, BN_MOMENTUM, RunningStats, batch_norm_train, flatten, mlp_head, unflatten,
@@ -26,5 +30,6 @@ pub use inputs::StepInputs;
 pub use layout::{Layout, Slot, StateLayout, is_decayed, predictor_layers, projector_layers};
 pub use loss::{l2_normalize, soft_ce};
 pub use outputs::Losses;
+pub use precision::{Precision, UnknownPrecision};
 pub use scaler::{BACKOFF_FACTOR, GROWTH_FACTOR, GROWTH_INTERVAL, INIT_SCALE, LossScaler};
 pub use state::HostState;
