@@ -171,7 +171,7 @@ pub fn prepare_step_inputs(
 ) -> Result<(PreparedBatch, Scalars), String> {
     let s = scalars(cfg, steps_per_epoch, epoch, global_step)?;
     let seed = step_seed(cfg.seed, global_step);
-    let b = prepare_batch_with_local(sc, view1, view2, local, seed, cfg.smoothing)?;
+    let b = prepare_batch_with_local(sc, view1, view2, local, seed, cfg.target_smoothing())?;
     Ok((b, s))
 }
 
