@@ -272,6 +272,17 @@ impl PretrainConfig {
     /// # Errors
     /// An unreadable file, invalid TOML, an unknown field or preset — each naming the file.
     pub fn from_toml_file(path: &Path) -> Result<PretrainConfig, String> {
+        Self::from_toml_file_with_fields(path).map(|(c, _)| c)
+    }
+
+    /// [`PretrainConfig::from_toml_file`], also returning the names of the fields the file
+    /// sets itself (the others come from its preset).
+    ///
+    /// # Errors
+    /// As [`PretrainConfig::from_toml_file`].
+    pub fn from_toml_file_with_fields(
+        path: &Path,
+    ) -> Result<(PretrainConfig, Vec<String>), String> {
         let text = std::fs::read_to_string(path)
             .map_err(|e| format!("cannot read config {}: {e}", path.display()))?;
         let table: toml::Table = text
@@ -284,15 +295,17 @@ impl PretrainConfig {
         let base = PretrainConfig::preset(preset)
             .map_err(|e| format!("config {}: {e}", path.display()))?;
         let mut merged = toml::Table::try_from(&base).map_err(|e| e.to_string())?;
+        let fields: Vec<String> = table.keys().cloned().collect();
         for (k, v) in table {
             if !merged.contains_key(&k) && !OPTIONAL_FIELDS.contains(&k.as_str()) {
                 return Err(format!("config {}: unknown field `{k}`", path.display()));
             }
             merged.insert(k, v);
         }
-        merged
+        let config = merged
             .try_into()
-            .map_err(|e: toml::de::Error| format!("config {}: {}", path.display(), e.message()))
+            .map_err(|e: toml::de::Error| format!("config {}: {}", path.display(), e.message()))?;
+        Ok((config, fields))
     }
 
     /// The encoder architecture.

@@ -374,7 +374,12 @@ pub fn run_pretrain(cfg: &PretrainConfig, opts: &RunOptions) -> Result<RunSummar
     let resumed = t.progress.global_step > 0;
     let mut metrics = Metrics::open(&cfg.out_dir, resumed.then_some(t.progress.global_step))?;
     let eval = match &cfg.eval_data {
-        Some(e) => Some(open_dataset(e)?),
+        Some(e) => {
+            let ev = open_dataset(e)?;
+            super::eval_data::check_classes(t.loader.dataset(), &cfg.data, &ev, e)
+                .map_err(|e| e.to_string())?;
+            Some(ev)
+        }
         None => None,
     };
     let spe = t.loader.steps_per_epoch() as u64;
