@@ -3,8 +3,8 @@
 
 `patchmix pretrain --dump-step DIR` writes the state before and after one step of the ONNX
 engine (`before.safetensors`, `after.safetensors`), the step's inputs
-(`inputs.safetensors`), its loss terms (`losses.json`) and its architecture
-(`step_config.json`). This script rebuilds the same step independently of the engine, with
+(`inputs.safetensors`), its loss terms (`losses.json`) and its architecture and label
+smoothing (`step_config.json`). This script rebuilds the same step independently of the engine, with
 PyTorch's own modules and optimizer wherever PyTorch has one:
 
 - a timm-style ViT (patch-embedding convolution, CLS token + learned position embedding,
@@ -18,9 +18,13 @@ PyTorch's own modules and optimizer wherever PyTorch has one:
 - the two frames: no-momentum (k1 = head(enc(v1)) with gradient, q1 = pred(k1); k2 and k_m1
   from detached passes; q_m2 = pred(head(enc(mix2)))) and momentum (EMA of the base encoder
   and projector into the momentum encoder *before* the step, keys from the momentum encoder);
+- the soft targets built here from their formulas, as the original's `PatchMixer` builds
+  them: T_src = (1 - s_src) * I + s_src/N with `src_smoothing` (the original's view-to-view
+  mixer keeps the class default 0.1), T_mix and T_mix2 the PatchMix weights times (1 - s)
+  plus s/N with `smoothing` (N = B; a dump without these fields ran with 0);
 - the loss CE(q1, k2, T_src) + CE(q_m2, sg(k1), T_mix)/2 + CE(q_m2, k_m1, T_mix2)/2, plus
-  with local crops (1/n)*sum_j [CE(q_j, k1, I) + CE(q_j, k2, I)] and the same for the mixed
-  crops with T_mix, where CE(q, k, T) = mean_rows(-sum T * log_softmax(q^ . k^T / tau));
+  with local crops (1/n)*sum_j [CE(q_j, k1, T_src) + CE(q_j, k2, T_src)] and the same for the
+  mixed crops with T_mix, where CE(q, k, T) = mean_rows(-sum T * log_softmax(q^ . k^T / tau));
 - backward, then `torch.optim.AdamW` (betas 0.9/0.999, eps 1e-8) with two groups: decayed
   (everything but `.bias` names and 1-D tensors) and not decayed.
 
@@ -30,8 +34,8 @@ the updated parameters twice (`param`: PyTorch's AdamW applied to the engine's g
 which isolates the optimizer; `param_chain`: PyTorch's gradient then PyTorch's AdamW, in
 units of lr); the AdamW moments, BN running statistics, momentum-encoder parameters and
 counters (`num_batches_tracked`, `opt.step`); and it re-derives the PatchMix images
-mix1/mix2 from the views and the dumped permutations (and notes whether the targets are the
-paper's unsmoothed formulas). The replay runs in float64 by default (the f32 dump cast up), so the
+mix1/mix2 from the views and the dumped permutations, and checks that the dumped targets
+equal the formulas with the dump's smoothing. The replay runs in float64 by default (the f32 dump cast up), so the
 differences measure the engine's f32 arithmetic; `--dtype float32` runs it in f32 instead.
 
 Exit status: 0 when every check is within its tolerance, 1 when one is not, 2 for a missing
@@ -173,6 +177,8 @@ class Arch:
     drop_path: float
     local_count: int = 0
     local_img: int = 0
+    src_smoothing: float = 0.0
+    smoothing: float = 0.0
 
     @staticmethod
     def parse(c: dict, path: str = "step_config.json") -> "Arch":
@@ -193,6 +199,8 @@ class Arch:
                 drop_path=float(c["drop_path"]),
                 local_count=int(local["count"]) if local else 0,
                 local_img=int(local["img"]) if local else 0,
+                src_smoothing=float(c.get("src_smoothing", 0.0)),
+                smoothing=float(c.get("smoothing", 0.0)),
             )
         except (KeyError, TypeError, ValueError) as e:
             raise DumpError(f"{path}: missing or invalid field {e}") from e
@@ -203,6 +211,9 @@ class Arch:
             raise DumpError(
                 f"{path}: precision {precision!r}: the replay's tolerances are for fp32 steps"
             )
+        for k in ("src_smoothing", "smoothing"):
+            if not 0.0 <= getattr(a, k) < 1.0:
+                raise DumpError(f"{path}: {k} {getattr(a, k)} is not in [0, 1)")
         return a
 
     @property
@@ -464,6 +475,8 @@ def replay(dump: Dump, a: Arch, dtype: torch.dtype) -> Replay:
         tracked={b: int(dump.before[f"{b}.num_batches_tracked"].item()) for b, _ in bn_layers(a)},
     )
     x = {k: cast(v) for k, v in dump.inputs.items() if v.is_floating_point()}
+    # The targets come from their formulas, not from the dump (`compare` checks the dump's).
+    x.update({k: t.to(dtype) for k, t in targets(a).items()})
     tau = x["temperature"].item()
     masks = lambda pass_: x.get(f"drop_path.{pass_}") if a.drop_path > 0 else None  # noqa: E731
     proj, pred = projector_layers(a), predictor_layers(a)
@@ -606,9 +619,23 @@ def patchmix(views: torch.Tensor, perm: torch.Tensor, a: Arch) -> torch.Tensor:
     return mixed.reshape(b, g, g, 3, p, p).permute(0, 3, 1, 4, 2, 5).reshape(views.shape)
 
 
+def targets(a: Arch) -> dict[str, torch.Tensor]:
+    """The soft targets with the original's label smoothing: every entry s/N, plus (1 - s)
+    times the weights of `paper_targets` (N = B, one process); `src_smoothing` for T_src,
+    `smoothing` for T_mix and T_mix2."""
+    n = a.batch
+    smooth = lambda t, s: (1.0 - s) * t + s / n  # noqa: E731
+    p = paper_targets(a.batch, a.mix)
+    return {
+        "target_src": smooth(p["target_src"], a.src_smoothing),
+        "target_mix": smooth(p["target_mix"], a.smoothing),
+        "target_mix2": smooth(p["target_mix2"], a.smoothing),
+    }
+
+
 def paper_targets(b: int, m: int) -> dict[str, torch.Tensor]:
     """T_src = I; T_mix: mixed b ~ images b..b+m-1 (1/m each); T_mix2: mixed b ~ mixed b+d,
-    |d| < m, weight (1 - |d|/m)/m (indices mod B, accumulated); no label smoothing."""
+    |d| < m, weight (1 - |d|/m)/m (indices mod B, accumulated); before label smoothing."""
     src = torch.eye(b, dtype=torch.float64)
     mix = torch.zeros(b, b, dtype=torch.float64)
     mix2 = torch.zeros(b, b, dtype=torch.float64)
@@ -726,13 +753,10 @@ def compare(dump: Dump, a: Arch, r: Replay, dtype: torch.dtype) -> dict:
         want = patchmix(dump.inputs[view], dump.inputs[perm].long(), a)
         err = float((want - dump.inputs[mixed]).abs().max())
         res["inputs"][mixed] = {"max_abs_err": err, "ok": err == 0.0}
-    for k, t in paper_targets(a.batch, a.mix).items():
+    for k, t in targets(a).items():
         err = float((t - dump.inputs[k].double()).abs().max())
-        match = err < 1e-6
-        res["inputs"][k] = {"max_abs_err": err, "ok": True, "matches_paper_formula": match}
-        if not match:
-            res["notes"].append(f"{k} differs from the unsmoothed paper formula by {err:.3g} "
-                                "(label smoothing?); the replay uses the dumped targets")
+        s = a.src_smoothing if k == "target_src" else a.smoothing
+        res["inputs"][k] = {"max_abs_err": err, "smoothing": s, "tol": 1e-6, "ok": err < 1e-6}
 
     # Summary.
     def worst(items: dict, key: str = "err"):
@@ -749,7 +773,18 @@ def compare(dump: Dump, a: Arch, r: Replay, dtype: torch.dtype) -> dict:
         "gradient_zero": worst(absg),
         **{cat: worst(v) for cat, v in res["state"].items()},
     }
+    # Inputs first: a wrong input is the cause of every other failure.
     failures = []
+    for k, v in res["inputs"].items():
+        if not v["ok"] and "smoothing" in v:
+            failures.append(
+                f"input {k}: differs from the formula with smoothing {v['smoothing']:g} "
+                f"by {v['max_abs_err']:.3g}"
+            )
+        elif not v["ok"]:
+            failures.append(
+                f"input {k}: differs from PatchMix of its view by {v['max_abs_err']:.3g}"
+            )
     for k, v in res["losses"].items():
         if not v["ok"]:
             failures.append(
@@ -766,11 +801,6 @@ def compare(dump: Dump, a: Arch, r: Replay, dtype: torch.dtype) -> dict:
     for k, v in res["counters"].items():
         if not v["ok"]:
             failures.append(f"{k}: torch {v['torch']} vs engine {v['engine']}")
-    for k, v in res["inputs"].items():
-        if not v["ok"]:
-            failures.append(
-                f"input {k}: differs from PatchMix of its view by {v['max_abs_err']:.3g}"
-            )
     res["failures"] = failures
     res["pass"] = not failures
     return res
@@ -819,8 +849,7 @@ def print_table(res: dict, verbose: bool) -> None:
     ncount = len(res["counters"])
     print(f"counters: {sum(v['ok'] for v in res['counters'].values())}/{ncount} equal")
     for k, v in res["inputs"].items():
-        extra = "" if "matches_paper_formula" not in v else (
-            " (paper formula)" if v["matches_paper_formula"] else " (not the unsmoothed formula)")
+        extra = "" if "smoothing" not in v else f" (formula, smoothing {v['smoothing']:g})"
         print(f"input {k:<12} max|diff| {v['max_abs_err']:.3g}{extra}")
     for n in res["notes"]:
         print(f"note: {n}")

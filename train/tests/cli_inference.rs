@@ -722,3 +722,65 @@ fn bad_input_is_a_one_line_error() {
     ]);
     assert!(e.contains("--k"), "{e}");
 }
+
+/// An image folder with `train/` and `test/`, two classes of `side`×`side` RGB PNGs told apart
+/// by colour; returns the folder.
+fn rgb_folder(root: &Path, side: u32) -> PathBuf {
+    for (split, n) in [("train", 6), ("test", 3)] {
+        for (c, class) in ["blue", "red"].iter().enumerate() {
+            let d = root.join(split).join(class);
+            std::fs::create_dir_all(&d).unwrap();
+            for i in 0..n {
+                let img = image::RgbImage::from_fn(side, side, |x, y| {
+                    let v = ((x + y + i) % 16) as u8;
+                    if c == 0 {
+                        image::Rgb([v, v, 200 + v])
+                    } else {
+                        image::Rgb([200 + v, v, v])
+                    }
+                });
+                img.save(d.join(format!("{i}.png"))).unwrap();
+            }
+        }
+    }
+    root.to_path_buf()
+}
+
+#[test]
+fn knn_raw_pixels_on_an_image_folder_takes_the_size_from_the_headers() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = rgb_folder(dir.path(), 32);
+    let (train, test) = (format!("{}:train", s(&data)), format!("{}:test", s(&data)));
+    let args = [
+        "knn",
+        "--raw-pixels",
+        "--train",
+        &train,
+        "--test",
+        &test,
+        "--k",
+        "3",
+        "--json",
+    ];
+    let r = knn_json(&args);
+    assert_eq!((r.num_train, r.num_test, r.dim), (12, 6, 3 * 32 * 32));
+    assert_eq!(r.rows[0].top1, 100.0, "{r:?}");
+
+    // One image of another size: the error names two files that differ.
+    image::RgbImage::from_pixel(28, 30, image::Rgb([0, 0, 255]))
+        .save(data.join("train/red/4.png"))
+        .unwrap();
+    let e = error_line(&args);
+    assert!(
+        e.contains("--train") && e.contains("the images differ in size"),
+        "{e}"
+    );
+    assert!(
+        e.contains("blue/0.png is 32×32") && e.contains("red/4.png is 28×30"),
+        "{e}"
+    );
+    assert!(e.contains("give --img"), "{e}");
+    // --img settles it.
+    let r = knn_json(&[&args[..], &["--img", "32"]].concat());
+    assert_eq!(r.dim, 3 * 32 * 32);
+}

@@ -282,3 +282,51 @@ fn bad_input_is_one_line() {
     ]);
     assert!(e.contains("--limit"), "{e}");
 }
+
+#[test]
+fn raw_pixels_on_an_image_folder_take_the_size_from_the_headers() {
+    let dir = tempfile::tempdir().unwrap();
+    for (split, n) in [("train", 6), ("test", 3)] {
+        for (c, class) in ["blue", "red"].iter().enumerate() {
+            let d = dir.path().join(split).join(class);
+            std::fs::create_dir_all(&d).unwrap();
+            for i in 0..n {
+                let colour = if c == 0 { [0, 0, 220] } else { [220, 0, 0] };
+                image::RgbImage::from_fn(32, 32, |x, _| {
+                    image::Rgb(colour.map(|v: u8| v.saturating_add((x + i) as u8 % 8)))
+                })
+                .save(d.join(format!("{i}.png")))
+                .unwrap();
+            }
+        }
+    }
+    let train = format!("{}:train", dir.path().display());
+    let test = format!("{}:test", dir.path().display());
+    let args = [
+        "linear",
+        "--raw-pixels",
+        "--train",
+        &train,
+        "--test",
+        &test,
+        "--epochs",
+        "3",
+        "--batch",
+        "4",
+        "--json",
+    ];
+    let (stdout, _) = ok(&args);
+    let r = json(&stdout);
+    assert_eq!(r["dim"], 3 * 32 * 32);
+    assert_eq!(r["train_images"], 12);
+
+    image::RgbImage::from_pixel(28, 28, image::Rgb([9, 9, 9]))
+        .save(dir.path().join("train/red/2.png"))
+        .unwrap();
+    let e = error_line(&args);
+    assert!(e.contains("the images differ in size"), "{e}");
+    assert!(
+        e.contains("blue/0.png is 32×32") && e.contains("red/2.png is 28×28"),
+        "{e}"
+    );
+}

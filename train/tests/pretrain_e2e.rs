@@ -556,3 +556,108 @@ fn fp16_runs_resume_with_their_loss_scaler_and_bf16_runs() {
     assert_eq!(l.len(), 16);
     assert!(l.iter().all(|(_, x)| x.is_finite()));
 }
+
+/// Writes `n` 8×8 PNGs per class into `dir/<class>/`, each class a different colour.
+fn class_folder(dir: &Path, classes: &[&str], n: usize) {
+    for (c, class) in classes.iter().enumerate() {
+        std::fs::create_dir_all(dir.join(class)).unwrap();
+        for i in 0..n {
+            let img = image::RgbImage::from_fn(8, 8, |x, y| {
+                image::Rgb([(c * 80) as u8, (x * 30 + i as u32) as u8, (y * 30) as u8])
+            });
+            img.save(dir.join(class).join(format!("{i}.png"))).unwrap();
+        }
+    }
+}
+
+/// The kNN monitor follows `--data`: a config naming the `demo` preset (whose eval data is
+/// MNIST) trained on an image folder evaluates on that folder's test split; without one it
+/// evaluates nothing and says so once; and a bank and queries of other classes are refused.
+#[test]
+fn the_knn_evaluation_follows_the_training_data() {
+    let dir = tempfile::tempdir().unwrap();
+    let split = dir.path().join("split");
+    class_folder(&split.join("train"), &["ant", "bee", "cat"], 8);
+    class_folder(&split.join("test"), &["ant", "bee", "cat"], 4);
+    let flat = dir.path().join("flat");
+    class_folder(&flat, &["ant", "bee", "cat"], 8);
+    let other = dir.path().join("other");
+    class_folder(&other.join("train"), &["ant", "bee", "dog"], 2);
+    class_folder(&other.join("test"), &["ant", "bee", "dog"], 2);
+    let cfg = dir.path().join("c.toml");
+    std::fs::write(
+        &cfg,
+        "preset = \"demo\"\nimg = 8\npatch = 2\ndim = 16\ndepth = 2\nheads = 2\nhidden = 32\nout = 16\nbatch = 8\nepochs = 1\nknn_every = 1\ncompare_baselines = false\n",
+    )
+    .unwrap();
+    let s = |p: &Path| p.to_str().unwrap().to_string();
+    let run = |name: &str, extra: &[&str]| {
+        let out = s(&dir.path().join(name));
+        let mut a = vec!["pretrain", "--config", cfg.to_str().unwrap(), "--quiet"];
+        a.extend(["--out", &out]);
+        a.extend(extra);
+        patchmix(&a)
+    };
+
+    // The same dataset's test split.
+    let (ok, out, err) = run("run-split", &["--data", &s(&split)]);
+    assert!(ok, "{err}");
+    let test = format!("{}:test", split.display());
+    assert!(err.contains(&format!("evaluating on {test}")), "{err}");
+    assert!(
+        err.contains(&format!("kNN of the pretrained encoder on {test}")),
+        "{err}"
+    );
+    assert!(!err.contains("mnist10k"), "{err}");
+    assert!(out.contains("top-1"), "{out}");
+    let saved = std::fs::read_to_string(dir.path().join("run-split/config.toml")).unwrap();
+    assert!(
+        saved.contains(&format!("eval_data = \"{test}\"")),
+        "{saved}"
+    );
+
+    // No test split: no evaluation, one warning.
+    let (ok, out, err) = run("run-flat", &["--data", &s(&flat)]);
+    assert!(ok, "{err}");
+    assert_eq!(
+        err.matches("warning: ").count(),
+        1,
+        "one warning expected: {err}"
+    );
+    assert!(
+        err.contains(&format!(
+            "warning: the training data {} has no separate test split",
+            flat.display()
+        )) && err.contains("the kNN monitor and the final evaluation are off"),
+        "{err}"
+    );
+    assert!(!err.contains("kNN of the pretrained encoder"), "{err}");
+    assert!(!out.contains("top-1"), "{out}");
+    let metrics = std::fs::read_to_string(dir.path().join("run-flat/metrics.jsonl")).unwrap();
+    assert!(!metrics.contains("knn"), "{metrics}");
+
+    // Eval data given explicitly wins, and must label the same classes.
+    let refusals = [
+        (
+            "synthetic:20,size=8:test".to_string(),
+            "eval data synthetic:20,size=8:test has 10 classes but the training data".to_string(),
+        ),
+        (
+            format!("{}:test", other.display()),
+            "names its classes differently from the training data".to_string(),
+        ),
+    ];
+    for (i, (eval, want)) in refusals.iter().enumerate() {
+        let (ok, _, err) = run(
+            &format!("run-refused-{i}"),
+            &["--data", &s(&split), "--eval-data", eval],
+        );
+        assert!(!ok, "{eval} must be refused");
+        assert!(err.contains(want), "{eval}: expected `{want}` in: {err}");
+        assert!(err.contains("has 3") || i == 1, "{err}");
+        assert!(err.contains("(`dog` vs `cat`)") || i == 0, "{err}");
+        let errors: Vec<&str> = err.lines().filter(|l| l.starts_with("error")).collect();
+        assert_eq!(errors.len(), 1, "{err}");
+        assert!(!err.contains("panicked"), "{err}");
+    }
+}

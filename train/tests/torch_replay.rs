@@ -1,7 +1,8 @@
 //! The engine's training step against an independent PyTorch autograd replay
 //! (`scripts/replay_step.py`): dumps made through the `patchmix` binary in both frames, with
 //! drop path and with multi-crop local crops, must match PyTorch's losses, gradients, AdamW
-//! update, BN running statistics and momentum EMA; a dump with one tampered tensor must not.
+//! update, BN running statistics and momentum EMA, with the targets' label smoothing; a dump
+//! with one tampered tensor must not.
 //!
 //! Needs a `python3` with `torch` and `safetensors`; without them every test prints
 //! `SKIPPED: …` and passes (CI has no PyTorch).
@@ -233,6 +234,80 @@ fn a_multi_crop_step_with_local_crops_matches_pytorch() {
             r["losses"]
         );
     }
+}
+
+/// The original smooths the view-to-view target with 0.1 (its `PatchMixer` default) and the
+/// mix targets with the recipe's `smoothing`: the dump carries both, its targets are the
+/// formulas, and PyTorch, building the targets from those formulas, agrees. A dump that
+/// claims another smoothing than its targets were built with fails.
+#[test]
+fn steps_with_smoothed_targets_match_pytorch() {
+    if !torch_available() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let d = dump(
+        dir.path(),
+        "src-smoothed",
+        "frame = \"no-momentum\"\nsrc_smoothing = 0.1",
+        1,
+    );
+    let cfg: Value =
+        serde_json::from_str(&std::fs::read_to_string(d.join("step_config.json")).unwrap())
+            .unwrap();
+    assert_eq!(cfg["src_smoothing"], 0.1, "{cfg}");
+    assert_eq!(cfg["smoothing"], 0.0, "{cfg}");
+    let inputs = patchmix_export::weights::load_safetensors(d.join("inputs.safetensors")).unwrap();
+    let t = &inputs.tensors["target_src"];
+    let n = t.shape()[0];
+    for ((r, c), &v) in t
+        .view()
+        .into_dimensionality::<ndarray::Ix2>()
+        .unwrap()
+        .indexed_iter()
+    {
+        let want = if r == c {
+            0.9 + 0.1 / n as f32
+        } else {
+            0.1 / n as f32
+        };
+        assert!(
+            (v - want).abs() < 1e-7,
+            "target_src[{r}, {c}] = {v}, want {want}"
+        );
+    }
+    let r = assert_replays(&d, "src smoothing 0.1");
+    assert_eq!(r["inputs"]["target_src"]["smoothing"], 0.1);
+    assert_eq!(r["inputs"]["target_src"]["ok"], true, "{}", r["inputs"]);
+    assert_eq!(r["inputs"]["target_mix"]["smoothing"], 0.0);
+
+    // The mix targets' own smoothing, with multi-crop (whose terms share the targets).
+    let m = dump(
+        dir.path(),
+        "mix-smoothed",
+        "frame = \"momentum\"\nsrc_smoothing = 0.0\nsmoothing = 0.2\nlocal_crops = 2\nlocal_size = 4\nglobal_crop = 0.4",
+        0,
+    );
+    let r = assert_replays(&m, "mix smoothing 0.2");
+    for (k, s) in [
+        ("target_src", 0.0),
+        ("target_mix", 0.2),
+        ("target_mix2", 0.2),
+    ] {
+        assert_eq!(r["inputs"][k]["smoothing"], s, "{k}: {}", r["inputs"]);
+        assert_eq!(r["inputs"][k]["ok"], true, "{k}: {}", r["inputs"]);
+    }
+
+    // A dump whose step_config.json denies the smoothing its targets carry.
+    let cfg_path = d.join("step_config.json");
+    let text = std::fs::read_to_string(&cfg_path).unwrap();
+    let mut lie: Value = serde_json::from_str(&text).unwrap();
+    lie["src_smoothing"] = 0.0.into();
+    std::fs::write(&cfg_path, lie.to_string()).unwrap();
+    let (code, r, err) = replay(&d, &[]);
+    assert_eq!(code, 1, "{err}");
+    assert_eq!(r["inputs"]["target_src"]["ok"], false, "{}", r["inputs"]);
+    assert!(err.contains("target_src"), "{err}");
 }
 
 /// The replay is a real check: tampering with one tensor of the engine's output, by an

@@ -12,7 +12,7 @@ use super::memory::InMemory;
 use super::mnist;
 use super::stream::ByteStream;
 use super::synthetic::Synthetic;
-use super::{DataError, DatasetRef, Split, SyntheticSpec};
+use super::{DataError, DatasetRef, ImageSizes, Split, SyntheticSpec};
 
 /// The format a [`Dataset`] was read from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -404,6 +404,32 @@ impl Dataset {
     /// Where the data came from (a path, a synthetic spec, or "memory").
     pub fn origin(&self) -> &str {
         &self.origin
+    }
+
+    /// Whether every image has the same `(width, height)`: the format's size for MNIST, CIFAR
+    /// and synthetic data; for an image folder, the sizes in the files' headers (read without
+    /// decoding, stopping at the first file that differs from the first one).
+    ///
+    /// # Errors
+    ///
+    /// For an image folder, [`DataError::Io`] or [`DataError::Decode`] naming a file whose
+    /// header cannot be read.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use patchmix_export::data::{Dataset, ImageSizes, Split};
+    ///
+    /// let ds = Dataset::synthetic("synthetic:4,size=8".parse()?, Split::Train);
+    /// assert_eq!(ds.common_image_size()?, ImageSizes::Common((8, 8)));
+    /// # Ok::<(), patchmix_export::data::DataError>(())
+    /// ```
+    pub fn common_image_size(&self) -> Result<ImageSizes, DataError> {
+        match &self.source {
+            Source::Memory(m) => Ok(ImageSizes::Common((m.width, m.height))),
+            Source::Folder(f) => f.common_size(),
+            Source::Synthetic(s) => Ok(ImageSizes::Common((s.spec.size, s.spec.size))),
+        }
     }
 
     /// `(width, height)` shared by all images, when the format has one (MNIST, CIFAR, synthetic).

@@ -13,9 +13,9 @@ const LOOKED_FOR: &str = "synthetic:N; MNIST (train-images-idx3-ubyte[.gz], t10k
      subfolders of class folders; or a folder of class folders of JPEG/PNG images";
 
 /// CIFAR subfolders from the official archives, tried when the folder itself has no batches.
-const CIFAR_SUBDIRS: [&str; 2] = ["cifar-10-batches-bin", "cifar-100-binary"];
+pub(super) const CIFAR_SUBDIRS: [&str; 2] = ["cifar-10-batches-bin", "cifar-100-binary"];
 
-fn cifar_variant(dir: &Path) -> Option<Variant> {
+pub(super) fn cifar_variant(dir: &Path) -> Option<Variant> {
     if dir.join("data_batch_1.bin").is_file() || dir.join("test_batch.bin").is_file() {
         Some(Variant::Cifar10)
     } else if dir.join("train.bin").is_file() || dir.join("test.bin").is_file() {
@@ -26,7 +26,7 @@ fn cifar_variant(dir: &Path) -> Option<Variant> {
 }
 
 /// The folder of `split` in a `train/` + `test/`|`val/` layout.
-fn split_folder(dir: &Path, split: Split) -> Option<PathBuf> {
+pub(super) fn split_folder(dir: &Path, split: Split) -> Option<PathBuf> {
     let train = dir.join("train");
     let test = ["test", "val"]
         .map(|n| dir.join(n))

@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 
 use image::RgbImage;
 
-use super::DataError;
+use super::{DataError, ImageSizes, SizedImage};
 
 /// File extensions read (case-insensitive); other files are ignored.
 pub(crate) const EXTENSIONS: [&str; 3] = ["jpg", "jpeg", "png"];
@@ -109,6 +109,41 @@ impl ImageFolder {
             labels,
             classes: classes.into_iter().map(|(name, _)| name).collect(),
         })
+    }
+
+    /// The `(width, height)` of image `i` (in range, checked by the caller), read from the
+    /// file's header without decoding the pixels; the format is recognised from the content,
+    /// as [`ImageFolder::image`] does.
+    pub(crate) fn dimensions(&self, i: usize) -> Result<(u32, u32), DataError> {
+        let path = &self.files[i];
+        let file = path.display().to_string();
+        let reader = image::ImageReader::open(path)
+            .and_then(image::ImageReader::with_guessed_format)
+            .map_err(|e| DataError::io(file.clone(), e))?;
+        reader
+            .into_dimensions()
+            .map_err(|source| DataError::Decode { file, source })
+    }
+
+    /// The size every image shares, or the first two files whose sizes differ.
+    pub(crate) fn common_size(&self) -> Result<ImageSizes, DataError> {
+        let first = self.dimensions(0)?;
+        for i in 1..self.files.len() {
+            let size = self.dimensions(i)?;
+            if size != first {
+                return Ok(ImageSizes::Differ {
+                    first: SizedImage {
+                        name: self.files[0].display().to_string(),
+                        size: first,
+                    },
+                    other: SizedImage {
+                        name: self.files[i].display().to_string(),
+                        size,
+                    },
+                });
+            }
+        }
+        Ok(ImageSizes::Common(first))
     }
 
     /// Decodes image `i` (in range, checked by the caller) to RGB.

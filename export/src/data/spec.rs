@@ -79,6 +79,12 @@ impl DatasetRef {
             split,
         }
     }
+
+    /// The same location with another split.
+    #[must_use]
+    pub fn with_split(&self, split: Split) -> Self {
+        Self::new(self.path.clone(), split)
+    }
 }
 
 impl fmt::Display for DatasetRef {

@@ -334,6 +334,52 @@ fn image_folder_sorted_classes_lazy_decode_and_bad_file() {
 }
 
 #[test]
+fn image_folder_common_size_from_the_headers() {
+    let dir = tempfile::tempdir().unwrap();
+    for class in ["cat", "dog"] {
+        fs::create_dir_all(dir.path().join(class)).unwrap();
+        for i in 0..3 {
+            RgbImage::from_pixel(32, 32, Rgb([i * 40, 0, 0]))
+                .save(dir.path().join(format!("{class}/{i}.png")))
+                .unwrap();
+        }
+    }
+    // A PNG behind a .jpg name: the header is recognised from the content, as decoding does.
+    let disguised = dir.path().join("dog/3.jpg");
+    RgbImage::from_pixel(32, 32, Rgb([1, 2, 3]))
+        .save_with_format(&disguised, image::ImageFormat::Png)
+        .unwrap();
+    let ds = open(dir.path(), Split::Train).unwrap();
+    assert_eq!(ds.image_size(), None);
+    assert_eq!(
+        ds.common_image_size().unwrap(),
+        ImageSizes::Common((32, 32))
+    );
+
+    let odd = dir.path().join("dog/1.png");
+    RgbImage::from_pixel(28, 30, Rgb([9, 9, 9]))
+        .save(&odd)
+        .unwrap();
+    let sizes = ds.common_image_size().unwrap();
+    let ImageSizes::Differ { first, other } = &sizes else {
+        panic!("{sizes:?}")
+    };
+    assert!(
+        first.name.ends_with("cat/0.png") && first.size == (32, 32),
+        "{first}"
+    );
+    assert!(
+        other.name.ends_with("dog/1.png") && other.size == (28, 30),
+        "{other}"
+    );
+    assert!(sizes.to_string().contains("differ in size"), "{sizes}");
+
+    fs::write(&odd, b"not a png").unwrap();
+    let e = ds.common_image_size().unwrap_err().to_string();
+    assert!(e.contains("dog/1.png"), "{e}");
+}
+
+#[test]
 fn image_folder_train_val_layout_and_empty_class() {
     let dir = tempfile::tempdir().unwrap();
     for split in ["train", "val"] {

@@ -14,7 +14,7 @@
 use anyhow::{Result, anyhow, bail};
 use ndarray::Array2;
 use patchmix_export::data::preprocess::{IMAGENET_MEAN, IMAGENET_STD};
-use patchmix_export::data::{Dataset, Preprocess};
+use patchmix_export::data::{Dataset, ImageSizes, Preprocess};
 use patchmix_export::knn::{DEFAULT_KS, DINO_TEMPERATURE, FeatureIndex, KnnReport, knn_report};
 use patchmix_export::runtime::Runtime;
 use std::path::{Path, PathBuf};
@@ -150,13 +150,15 @@ fn featurize_split(
 
 /// The raw-pixel preprocessing for a dataset.
 fn pixel_preprocess(ds: &Dataset, args: &Args, flag: &str) -> Result<Preprocess> {
-    let img = match (args.img, ds.image_size()) {
-        (Some(i), _) => i,
-        (None, Some((w, h))) => w.min(h),
-        (None, None) => bail!(
-            "{flag}: the images of {} have no common size; give --img for --raw-pixels",
-            ds.origin()
-        ),
+    let img = match args.img {
+        Some(i) => i,
+        None => match ds.common_image_size().map_err(|e| anyhow!("{flag}: {e}"))? {
+            ImageSizes::Common((w, h)) => w.min(h),
+            differ @ ImageSizes::Differ { .. } => bail!(
+                "{flag} {}: {differ}; give --img for --raw-pixels",
+                ds.origin()
+            ),
+        },
     };
     if img == 0 {
         bail!("--img must be at least 1");

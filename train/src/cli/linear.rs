@@ -20,7 +20,7 @@
 use anyhow::{Context, Result, anyhow, bail};
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use ndarray::{Array2, ArrayView4};
-use patchmix_export::data::{Dataset, Preprocess};
+use patchmix_export::data::{Dataset, ImageSizes, Preprocess};
 use patchmix_export::runtime::{Embed, Runtime};
 use patchmix_train::linear::{
     EpochStats, FeatureCache, ProbeConfig, ProbeReport, ProbeTrainer, TrainAugment, check_features,
@@ -194,16 +194,21 @@ fn check_classes(train: &Dataset, test: &Dataset, args: &Args) -> Result<()> {
 
 /// The image side and preprocessing of the fixed (evaluation) features.
 fn eval_preprocess(feat: &Featurizer, train: &Dataset, args: &Args) -> Result<Preprocess> {
-    let img = match (feat, args.img, train.image_size()) {
-        (Featurizer::Model(m), _, _) => {
+    let img = match (feat, args.img) {
+        (Featurizer::Model(m), _) => {
             u32::try_from(m.image_size()).context("the model's image side is too large")?
         }
-        (Featurizer::Pixels, Some(i), _) => i,
-        (Featurizer::Pixels, None, Some((w, h))) => w.min(h),
-        (Featurizer::Pixels, None, None) => bail!(
-            "--train {}: the images have no common size; give --img for --raw-pixels",
-            args.train
-        ),
+        (Featurizer::Pixels, Some(i)) => i,
+        (Featurizer::Pixels, None) => match train
+            .common_image_size()
+            .map_err(|e| anyhow!("--train {}: {e}", args.train))?
+        {
+            ImageSizes::Common((w, h)) => w.min(h),
+            differ @ ImageSizes::Differ { .. } => bail!(
+                "--train {}: {differ}; give --img for --raw-pixels",
+                args.train
+            ),
+        },
     };
     Ok(Preprocess::new(args.resize.unwrap_or(img), img))
 }

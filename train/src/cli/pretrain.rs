@@ -1,6 +1,7 @@
 //! `patchmix pretrain`: PatchMix pretraining from a preset, a TOML config and flags.
 
 use patchmix_train::pretrain::dump::dump_step;
+use patchmix_train::pretrain::eval_data::{GivenData, follow_training_data};
 use patchmix_train::pretrain::{PretrainConfig, RunOptions, Trainer, run_pretrain};
 use std::path::PathBuf;
 
@@ -17,7 +18,9 @@ pub struct Args {
     /// Training data: PATH[:train|:test] (MNIST IDX, CIFAR binary, ImageFolder) or synthetic:N.
     #[arg(long)]
     pub data: Option<String>,
-    /// Held-out data for the kNN monitor and the final evaluation.
+    /// Held-out data for the kNN monitor and the final evaluation. Default: the config's; with
+    /// --data (or a config file's `data`) and no eval data given, the same dataset's test
+    /// split where it has one, else none.
     #[arg(long)]
     pub eval_data: Option<String>,
     /// Run directory.
@@ -70,9 +73,17 @@ pub struct Args {
 /// # Errors
 /// Unknown presets or fields, invalid values.
 pub fn resolve(a: &Args) -> anyhow::Result<PretrainConfig> {
-    let mut c = match &a.config {
-        Some(p) => PretrainConfig::from_toml_file(p).map_err(anyhow::Error::msg)?,
-        None => PretrainConfig::preset(&a.preset).map_err(anyhow::Error::msg)?,
+    let (mut c, file_fields) = match &a.config {
+        Some(p) => PretrainConfig::from_toml_file_with_fields(p).map_err(anyhow::Error::msg)?,
+        None => (
+            PretrainConfig::preset(&a.preset).map_err(anyhow::Error::msg)?,
+            Vec::new(),
+        ),
+    };
+    let in_file = |f: &str| file_fields.iter().any(|k| k == f);
+    let given = GivenData {
+        data: a.data.is_some() || in_file("data"),
+        eval_data: a.eval_data.is_some() || in_file("eval_data"),
     };
     if let Some(v) = &a.data {
         c.data = v.clone();
@@ -113,6 +124,7 @@ pub fn resolve(a: &Args) -> anyhow::Result<PretrainConfig> {
             .map_err(|e| anyhow::anyhow!("--precision {p}: {e}"))?;
     }
     c.validate().map_err(anyhow::Error::msg)?;
+    follow_training_data(&mut c, given);
     Ok(c)
 }
 

@@ -3,7 +3,7 @@
 //! saved with every checkpoint.
 
 use crate::device::Device;
-use crate::step::{Frame, LocalCrops, Precision, StepConfig};
+use crate::step::{Frame, LocalCrops, Precision, StepConfig, TargetSmoothing};
 use patchmix_export::vit::{VitConfig, VitPreset};
 use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
@@ -62,8 +62,17 @@ pub struct PretrainConfig {
     pub temperature_warmup_epochs: u64,
     /// PatchMix groups m.
     pub mix: usize,
-    /// Label smoothing s.
+    /// Label smoothing s of the two mix targets (mix-to-origin, mix-to-mix): 0 in every
+    /// recipe of the original.
     pub smoothing: f64,
+    /// Label smoothing of the view-to-view (origin-to-origin) target of the `src` term, and of
+    /// the multi-crop term that shares it: on value `(1 − s) + s/N`, off value `s/N`, with N
+    /// the batch. The original builds this target with a `PatchMixer` that is not given its
+    /// recipe's smoothing, so it gets the class's default 0.1 in every recipe; every preset
+    /// uses 0.1 too. Configurations written before this field existed ran with 0, which is
+    /// what a missing field reads as.
+    #[serde(default)]
+    pub src_smoothing: f64,
     /// RandomResizedCrop minimum scale.
     pub min_crop: f64,
     /// Multi-crop: the global crops' minimum scale (`None`: single-crop).
@@ -99,6 +108,11 @@ pub struct PretrainConfig {
     #[serde(default)]
     pub precision: Precision,
 }
+
+/// The smoothing of the view-to-view target in the original: its pretraining builds that
+/// target with `PatchMixer(…, mix_p=0.0, mix_n=1)` and no `smoothing` argument, so the class's
+/// default 0.1 applies, whatever the recipe's own `smoothing` (0 in every recipe).
+pub const ORIGINAL_SRC_SMOOTHING: f64 = 0.1;
 
 /// The names of the built-in presets.
 pub const PRESETS: [&str; 8] = [
@@ -140,6 +154,7 @@ fn cifar_tiny(data: &str) -> PretrainConfig {
         temperature_warmup_epochs: 30,
         mix: 2,
         smoothing: 0.0,
+        src_smoothing: ORIGINAL_SRC_SMOOTHING,
         min_crop: 0.1,
         global_crop: None,
         local_crops: 0,
@@ -256,6 +271,17 @@ impl PretrainConfig {
     /// # Errors
     /// An unreadable file, invalid TOML, an unknown field or preset — each naming the file.
     pub fn from_toml_file(path: &Path) -> Result<PretrainConfig, String> {
+        Self::from_toml_file_with_fields(path).map(|(c, _)| c)
+    }
+
+    /// [`PretrainConfig::from_toml_file`], also returning the names of the fields the file
+    /// sets itself (the others come from its preset).
+    ///
+    /// # Errors
+    /// As [`PretrainConfig::from_toml_file`].
+    pub fn from_toml_file_with_fields(
+        path: &Path,
+    ) -> Result<(PretrainConfig, Vec<String>), String> {
         let text = std::fs::read_to_string(path)
             .map_err(|e| format!("cannot read config {}: {e}", path.display()))?;
         let table: toml::Table = text
@@ -268,15 +294,17 @@ impl PretrainConfig {
         let base = PretrainConfig::preset(preset)
             .map_err(|e| format!("config {}: {e}", path.display()))?;
         let mut merged = toml::Table::try_from(&base).map_err(|e| e.to_string())?;
+        let fields: Vec<String> = table.keys().cloned().collect();
         for (k, v) in table {
             if !merged.contains_key(&k) && !OPTIONAL_FIELDS.contains(&k.as_str()) {
                 return Err(format!("config {}: unknown field `{k}`", path.display()));
             }
             merged.insert(k, v);
         }
-        merged
+        let config = merged
             .try_into()
-            .map_err(|e: toml::de::Error| format!("config {}: {}", path.display(), e.message()))
+            .map_err(|e: toml::de::Error| format!("config {}: {}", path.display(), e.message()))?;
+        Ok((config, fields))
     }
 
     /// The encoder architecture.
@@ -350,6 +378,12 @@ impl PretrainConfig {
         if !(0.0..1.0).contains(&self.smoothing) {
             return Err(format!("smoothing {} must be in [0, 1)", self.smoothing));
         }
+        if !(0.0..1.0).contains(&self.src_smoothing) {
+            return Err(format!(
+                "src_smoothing {} must be in [0, 1)",
+                self.src_smoothing
+            ));
+        }
         if let Some(gc) = self.global_crop
             && !(self.min_crop < gc && gc < 1.0)
         {
@@ -368,6 +402,15 @@ impl PretrainConfig {
         Ok(())
     }
 
+    /// The smoothing of the step's soft targets: `src_smoothing` for the view-to-view target,
+    /// `smoothing` for the mix targets.
+    pub fn target_smoothing(&self) -> TargetSmoothing {
+        TargetSmoothing {
+            src: self.src_smoothing,
+            mix: self.smoothing,
+        }
+    }
+
     /// The learning rate after linear scaling: `base_lr · batch / 256`.
     pub fn scaled_lr(&self) -> f64 {
         self.base_lr * self.batch as f64 / 256.0
@@ -383,3 +426,39 @@ const OPTIONAL_FIELDS: [&str; 6] = [
     "global_crop",
     "max_steps",
 ];
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_preset_smooths_the_view_to_view_target_as_the_original() {
+        for name in PRESETS {
+            let c = PretrainConfig::preset(name).unwrap();
+            assert_eq!(c.src_smoothing, 0.1, "{name}");
+            assert_eq!(c.smoothing, 0.0, "{name}");
+            let t = c.target_smoothing();
+            assert_eq!((t.src, t.mix), (0.1, 0.0), "{name}");
+        }
+    }
+
+    #[test]
+    fn src_smoothing_is_a_config_field_checked_like_smoothing() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("c.toml");
+        std::fs::write(&path, "preset = \"tiny-test\"\nsrc_smoothing = 0.0\n").unwrap();
+        let c = PretrainConfig::from_toml_file(&path).unwrap();
+        assert_eq!((c.src_smoothing, c.smoothing), (0.0, 0.0));
+        let bad = PretrainConfig {
+            src_smoothing: 1.0,
+            ..c.clone()
+        };
+        let e = bad.validate().unwrap_err();
+        assert!(e.contains("src_smoothing 1 must be in [0, 1)"), "{e}");
+        // A configuration saved before the field existed ran with 0, and reads as 0.
+        let mut old = serde_json::to_value(&c).unwrap();
+        old.as_object_mut().unwrap().remove("src_smoothing");
+        let old: PretrainConfig = serde_json::from_value(old).unwrap();
+        assert_eq!(old.src_smoothing, 0.0);
+    }
+}

@@ -11,7 +11,9 @@
 //! - `step_config.json`: the step's architecture and frame, the serde JSON of its
 //!   [`StepConfig`](crate::step::StepConfig): `vit` (`img`, `patch`, `dim`, `depth`,
 //!   `heads`), `hidden`, `out`, `batch`, `mix` (m), `frame` (`no-momentum` or `momentum`),
-//!   `drop_path` (the maximum rate), `local` (`null` or `{count, img}`) and `precision`.
+//!   `drop_path` (the maximum rate), `local` (`null` or `{count, img}`) and `precision`; and
+//!   the label smoothing the targets were built with, `src_smoothing` (the view-to-view
+//!   target) and `smoothing` (the two mix targets).
 //!
 //! `scripts/replay_step.py DIR` rebuilds the step from these files in PyTorch autograd and
 //! compares its losses, gradients and updated state with the engine's.
@@ -22,6 +24,19 @@ use ndarray::ArrayD;
 use patchmix_export::weights::{IntStateDict, StateDict, save_safetensors_with_ints};
 use std::path::Path;
 
+/// `step_config.json`: the step configuration plus the targets' label smoothing.
+fn step_config_json(
+    sc: &crate::step::StepConfig,
+    cfg: &super::PretrainConfig,
+) -> serde_json::Result<String> {
+    let mut v = serde_json::to_value(sc)?;
+    if let Some(o) = v.as_object_mut() {
+        o.insert("src_smoothing".into(), cfg.src_smoothing.into());
+        o.insert("smoothing".into(), cfg.smoothing.into());
+    }
+    serde_json::to_string_pretty(&v)
+}
+
 /// Runs the next step of `t` and writes the dump into `dir`.
 ///
 /// # Errors
@@ -31,7 +46,7 @@ pub fn dump_step(t: &mut Trainer, dir: &Path) -> Result<crate::session::Losses, 
     let step = t.session.step_graph().clone();
     let sc = &step.config;
     let config_path = dir.join("step_config.json");
-    let config_json = serde_json::to_string_pretty(sc)
+    let config_json = step_config_json(sc, &t.cfg)
         .map_err(|e| format!("cannot serialise the step configuration: {e}"))?;
     patchmix_export::atomic::write_atomic(&config_path, config_json.as_bytes())
         .map_err(|e| format!("cannot write {}: {e}", config_path.display()))?;

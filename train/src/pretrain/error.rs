@@ -23,6 +23,9 @@ pub enum PretrainError {
     /// The resolved configuration could not be written as TOML.
     #[error("cannot write the configuration as TOML: {0}")]
     ConfigToml(#[from] toml::ser::Error),
+    /// The evaluation data cannot be scored against the training data (other classes).
+    #[error(transparent)]
+    EvalData(#[from] super::eval_data::EvalDataError),
     /// A dataset specification does not parse.
     #[error("dataset `{spec}`: {message}")]
     DatasetSpec {

@@ -5,6 +5,7 @@ pub mod checkpoint;
 pub mod config;
 pub mod dump;
 pub mod error;
+pub mod eval_data;
 pub mod metrics;
 pub mod monitor;
 pub mod run;

@@ -175,7 +175,7 @@ pub fn prepare_step_inputs(
 ) -> Result<(PreparedBatch, Scalars), PretrainError> {
     let s = scalars(cfg, steps_per_epoch, epoch, global_step)?;
     let seed = step_seed(cfg.seed, global_step);
-    let b = prepare_batch_with_local(sc, view1, view2, local, seed, cfg.smoothing)
+    let b = prepare_batch_with_local(sc, view1, view2, local, seed, cfg.target_smoothing())
         .map_err(|e| PretrainError::Prepare(e.to_string()))?;
     Ok((b, s))
 }
@@ -380,7 +380,11 @@ pub fn run_pretrain(cfg: &PretrainConfig, opts: &RunOptions) -> Result<RunSummar
     let resumed = t.progress.global_step > 0;
     let mut metrics = MetricsLog::open(&cfg.out_dir, resumed.then_some(t.progress.global_step))?;
     let eval = match &cfg.eval_data {
-        Some(e) => Some(open_dataset(e)?),
+        Some(e) => {
+            let ev = open_dataset(e)?;
+            super::eval_data::check_classes(t.loader.dataset(), &cfg.data, &ev, e)?;
+            Some(ev)
+        }
         None => None,
     };
     let spe = t.loader.steps_per_epoch() as u64;

@@ -10,6 +10,36 @@ use patchmix_core::{
 use rand::{RngExt, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
+/// The label smoothing of a step's soft targets: `src` for the view-to-view target
+/// (`target_src`, which the multi-crop term shares), `mix` for the mix-to-origin and
+/// mix-to-mix targets. Smoothing `s` puts `s/N` on every entry and `(1 − s)` times the target's
+/// weights on top (see `patchmix_core::LabelSpec`).
+///
+/// A plain `f64` converts into the same smoothing for all three targets.
+///
+/// # Examples
+///
+/// ```
+/// use patchmix_train::step::TargetSmoothing;
+///
+/// let original = TargetSmoothing { src: 0.1, mix: 0.0 };
+/// assert_eq!(TargetSmoothing::from(0.0), TargetSmoothing { src: 0.0, mix: 0.0 });
+/// assert_ne!(original, TargetSmoothing::from(0.1));
+/// ```
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
+pub struct TargetSmoothing {
+    /// Smoothing of the view-to-view target.
+    pub src: f64,
+    /// Smoothing of the two mix targets.
+    pub mix: f64,
+}
+
+impl From<f64> for TargetSmoothing {
+    fn from(s: f64) -> Self {
+        Self { src: s, mix: s }
+    }
+}
+
 /// Everything a step needs besides the scalars.
 #[derive(Clone, Debug)]
 pub struct PreparedBatch {
@@ -50,7 +80,8 @@ impl PreparedBatch {
 }
 
 /// Builds a step's inputs. `seed` should be unique per step (e.g. derived from the run seed
-/// and the global step), so that runs are reproducible and resumable.
+/// and the global step), so that runs are reproducible and resumable. `smoothing` is a
+/// [`TargetSmoothing`], or one `f64` for all three targets.
 ///
 /// # Errors
 /// A message when the views have the wrong size or the core rejects the geometry.
@@ -59,7 +90,7 @@ pub fn prepare_batch(
     view1: Vec<f32>,
     view2: Vec<f32>,
     seed: u64,
-    smoothing: f64,
+    smoothing: impl Into<TargetSmoothing>,
 ) -> Result<PreparedBatch, String> {
     prepare_batch_with_local(cfg, view1, view2, None, seed, smoothing)
 }
@@ -76,8 +107,9 @@ pub fn prepare_batch_with_local(
     view2: Vec<f32>,
     local: Option<Vec<f32>>,
     seed: u64,
-    smoothing: f64,
+    smoothing: impl Into<TargetSmoothing>,
 ) -> Result<PreparedBatch, String> {
+    let smoothing = smoothing.into();
     let (b, img, grid) = (cfg.batch, cfg.vit.img, cfg.vit.grid());
     let len = b * 3 * img * img;
     if view1.len() != len || view2.len() != len {
@@ -130,8 +162,9 @@ pub fn prepare_batch_with_local(
             Some([crops, mixed])
         }
     };
-    let spec = LabelSpec::single(b, smoothing).map_err(|e| e.to_string())?;
-    let t_src: Vec<f32> = origin_targets(&spec).map_err(|e| e.to_string())?;
+    let src_spec = LabelSpec::single(b, smoothing.src).map_err(|e| e.to_string())?;
+    let t_src: Vec<f32> = origin_targets(&src_spec).map_err(|e| e.to_string())?;
+    let spec = LabelSpec::single(b, smoothing.mix).map_err(|e| e.to_string())?;
     let t_mix: Vec<f32> = mix_to_origin_targets(&spec, cfg.mix).map_err(|e| e.to_string())?;
     let t_mix2: Vec<f32> = mix_to_mix_targets(&spec, cfg.mix).map_err(|e| e.to_string())?;
     let drop_path = if cfg.has_drop_path() {
@@ -167,4 +200,52 @@ pub fn prepare_batch_with_local(
         perms: [p1, p2],
         local,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::step::Frame;
+
+    fn batch(smoothing: impl Into<TargetSmoothing>) -> PreparedBatch {
+        let cfg = StepConfig::tiny(Frame::NoMomentum, 0.0);
+        let len = cfg.batch * 3 * cfg.vit.img * cfg.vit.img;
+        let view: Vec<f32> = (0..len).map(|i| i as f32).collect();
+        prepare_batch(&cfg, view.clone(), view, 7, smoothing).unwrap()
+    }
+
+    #[test]
+    fn the_src_target_takes_its_own_smoothing_and_the_mix_targets_theirs() {
+        let plain = batch(0.0);
+        let b = batch(TargetSmoothing { src: 0.1, mix: 0.0 });
+        let n = (b.targets[0].len() as f64).sqrt() as usize;
+        for r in 0..n {
+            for c in 0..n {
+                let want = if r == c {
+                    0.9 + 0.1 / n as f64
+                } else {
+                    0.1 / n as f64
+                };
+                let got = f64::from(b.targets[0][r * n + c]);
+                assert!((got - want).abs() < 1e-7, "({r}, {c}): {got} vs {want}");
+            }
+        }
+        assert_eq!(
+            b.targets[1], plain.targets[1],
+            "mix-to-origin is unsmoothed"
+        );
+        assert_eq!(b.targets[2], plain.targets[2], "mix-to-mix is unsmoothed");
+        assert_eq!(
+            b.images, plain.images,
+            "smoothing draws nothing from the RNG"
+        );
+
+        let m = batch(TargetSmoothing { src: 0.0, mix: 0.2 });
+        assert_eq!(m.targets[0], plain.targets[0]);
+        let off = 0.2 / n as f64;
+        for (t, p) in m.targets[1].iter().zip(&plain.targets[1]) {
+            let want = 0.8 * f64::from(*p) + off;
+            assert!((f64::from(*t) - want).abs() < 1e-7);
+        }
+    }
 }
