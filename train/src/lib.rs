@@ -1,4 +1,19 @@
-//! patchmix-train: autodiff, the step compiler, the optimizer, the data pipeline and the ORT session.
+//! patchmix-train: everything that **trains** — the autodiff, the compiler of one PatchMix step
+//! into one standard-op ONNX graph, the ONNX Runtime session that runs it on the CPU or CUDA,
+//! the input pipeline, the pretraining loop and the evaluation tools, and the `patchmix` CLI.
+//! It builds on `patchmix-core` (the mixing index algebra and targets) and `patchmix-export`
+//! (the IR, the encoder, weights, datasets and kNN).
+//!
+//! - [`autodiff`]: reverse-mode gradients on the IR, one rule per op family.
+//! - [`step`]: the step compiler in named stages (inputs, EMA, encoder passes, heads, losses,
+//!   backward, optimizer), its state layout and host types, and the per-step batch preparation.
+//! - [`session`]: running a compiled step in ONNX Runtime (plain or IoBinding), one file per job.
+//! - [`device`]: where a step runs — device parsing, which ORT build loads, the CUDA provider and
+//!   its preflight.
+//! - [`augment`], [`data`]: the original's two-view augmentations and the deterministic loader.
+//! - [`pretrain`]: configuration and presets, the loop, checkpoints, metrics, the kNN monitor.
+//! - [`linear`]: the linear probe on a frozen ONNX encoder.
+//! - [`plot`]: the run's curves from `metrics.jsonl`.
 #![forbid(unsafe_code)]
 
 pub mod augment;

@@ -58,9 +58,10 @@ pub enum PretrainError {
     /// The step or the encoder graph could not be built.
     #[error(transparent)]
     Graph(#[from] GraphError),
-    /// The training step's session failed.
+    /// The training step's session failed (boxed: the engine's errors are large, and this
+    /// error travels through every fallible function of the loop).
     #[error(transparent)]
-    Engine(#[from] EngineError),
+    Engine(Box<EngineError>),
     /// The step session cannot be created on the requested device.
     #[error("--device {device}: {source}")]
     Device {
@@ -68,7 +69,7 @@ pub enum PretrainError {
         device: String,
         /// Why it cannot be used.
         #[source]
-        source: EngineError,
+        source: Box<EngineError>,
     },
     /// The output directory cannot be created.
     #[error("cannot create output directory {}: {source}; choose a writable --out", path.display())]
@@ -245,4 +246,10 @@ pub enum StateDictError {
     /// A parameter or buffer is missing or mis-shaped (the message names it).
     #[error("{0}")]
     Layout(String),
+}
+
+impl From<EngineError> for PretrainError {
+    fn from(e: EngineError) -> Self {
+        PretrainError::Engine(Box::new(e))
+    }
 }

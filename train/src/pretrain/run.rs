@@ -285,7 +285,7 @@ impl Trainer {
         let session = StepSession::new_on_device(step, &sopts, &dev, &state).map_err(|source| {
             PretrainError::Device {
                 device: cfg.device.to_string(),
-                source,
+                source: Box::new(source),
             }
         })?;
         Ok(Trainer {
