@@ -7,7 +7,9 @@ use super::heads::{RunningStats, flatten, mlp_head, unflatten};
 use super::layout::{StateLayout, predictor_layers, projector_layers};
 use super::loss::{scalar_input, soft_ce};
 use crate::autodiff::{backward, sum_all};
-use patchmix_export::graph::{Compute, DType, Graph, GraphError, Op, Shape, ValueId};
+use patchmix_export::graph::{
+    Compute, DType, ElementwiseOp, Graph, GraphError, Shape, ShapeOp, ValueId,
+};
 use patchmix_export::vit::{ForwardOptions, VitConfig, encoder_forward, resized_pos_embed};
 use std::collections::BTreeMap;
 
@@ -173,7 +175,7 @@ pub fn build_step_with(cfg: &StepConfig, emulate_half: bool) -> Result<StepGraph
                 layout.ema_plain as i64,
             );
             let a = g.op1(
-                Op::Slice {
+                ShapeOp::Slice {
                     starts: vec![0],
                     ends: vec![ed],
                     axes: vec![0],
@@ -181,14 +183,14 @@ pub fn build_step_with(cfg: &StepConfig, emulate_half: bool) -> Result<StepGraph
                 &[p_flat],
             )?;
             let c = g.op1(
-                Op::Slice {
+                ShapeOp::Slice {
                     starts: vec![pd],
                     ends: vec![pd + ep],
                     axes: vec![0],
                 },
                 &[p_flat],
             )?;
-            let base = g.op1(Op::Concat { axis: 0 }, &[a, c])?;
+            let base = g.op1(ShapeOp::Concat { axis: 0 }, &[a, c])?;
             let kept = g.mul(mf, mu)?;
             let one = g.scalar_like(mu, 1.0);
             let w = g.sub(one, mu)?;
@@ -231,7 +233,7 @@ pub fn build_step_with(cfg: &StepConfig, emulate_half: bool) -> Result<StepGraph
         };
         let n = 2 * cfg.vit.depth;
         let parts = g.node(
-            Op::Split {
+            ShapeOp::Split {
                 axis: 0,
                 sizes: vec![1; n],
             },
@@ -371,7 +373,7 @@ pub fn build_step_with(cfg: &StepConfig, emulate_half: bool) -> Result<StepGraph
                 if n == 1 {
                     Ok(t)
                 } else {
-                    g.op1(Op::Concat { axis: 0 }, &vec![t; n])
+                    g.op1(ShapeOp::Concat { axis: 0 }, &vec![t; n])
                 }
             };
             let eye_n = tile(g, targets[0])?;
@@ -408,14 +410,14 @@ pub fn build_step_with(cfg: &StepConfig, emulate_half: bool) -> Result<StepGraph
     let grad_flat = g.scoped("grad_flat", |g| flatten(g, &grads))?;
     let (grad_flat, finite) = match loss_scale {
         Some(s) => g.scoped("unscale", |g| -> Result<_, GraphError> {
-            let inv = g.unary(Op::Reciprocal, s)?;
+            let inv = g.unary(ElementwiseOp::Reciprocal, s)?;
             let unscaled = g.mul(grad_flat, inv)?;
             // Σg − Σg is 0 when every gradient is finite and NaN otherwise (an Inf or NaN
             // anywhere makes the sum Inf or NaN); 1 > NaN is false.
             let sum = sum_all(g, unscaled)?;
             let zero_if_finite = g.sub(sum, sum)?;
             let one = g.scalar_like(sum, 1.0);
-            let finite = g.op1(Op::Greater, &[one, zero_if_finite])?;
+            let finite = g.op1(ElementwiseOp::Greater, &[one, zero_if_finite])?;
             Ok((unscaled, Some(finite)))
         })?,
         None => (grad_flat, None),
@@ -431,10 +433,10 @@ pub fn build_step_with(cfg: &StepConfig, emulate_half: bool) -> Result<StepGraph
     // A step with an overflow leaves the parameters and moments as they were.
     let finite_out = match finite {
         Some(ok) => Some(g.scoped("skip_if_overflow", |g| -> Result<_, GraphError> {
-            p_new = g.op1(Op::Where, &[ok, p_new, p_flat])?;
-            m_new = g.op1(Op::Where, &[ok, m_new, m_flat])?;
-            v_new = g.op1(Op::Where, &[ok, v_new, v_flat])?;
-            g.op1(Op::Cast { to: DType::F32 }, &[ok])
+            p_new = g.op1(ElementwiseOp::Where, &[ok, p_new, p_flat])?;
+            m_new = g.op1(ElementwiseOp::Where, &[ok, m_new, m_flat])?;
+            v_new = g.op1(ElementwiseOp::Where, &[ok, v_new, v_flat])?;
+            g.op1(ElementwiseOp::Cast { to: DType::F32 }, &[ok])
         })?),
         None => None,
     };
@@ -456,7 +458,7 @@ pub fn build_step_with(cfg: &StepConfig, emulate_half: bool) -> Result<StepGraph
     for (name, v) in names::STATE_OUTPUTS.iter().zip(outs) {
         if let Some(v) = v {
             let v = if g.value(v).kind == patchmix_export::graph::ValueKind::Input {
-                g.op1(Op::Identity, &[v])?
+                g.op1(ElementwiseOp::Identity, &[v])?
             } else {
                 v
             };
