@@ -386,6 +386,11 @@ fn cases() -> Vec<Case> {
             g.unary(ElementwiseOp::Relu, x[0]).unwrap()
         })
         .covering(E::Relu),
+        case("Sigmoid", F64, &[&[2, 5]], |g, x| {
+            let y = g.mul_scalar(x[0], 3.0).unwrap();
+            g.sigmoid(y).unwrap()
+        })
+        .covering(E::Sigmoid),
         case("Neg Exp", F64, &[&[6]], |g, x| {
             let n = g.unary(ElementwiseOp::Neg, x[0]).unwrap();
             g.unary(ElementwiseOp::Exp, n).unwrap()

@@ -43,6 +43,8 @@ pub enum ElementwiseOp {
     Relu,
     /// `1/x`.
     Reciprocal,
+    /// The logistic function `1/(1 + e^(−x))`.
+    Sigmoid,
     /// Exact GELU, written as the erf pattern `0.5·x·(1 + erf(x/√2))` that ONNX Runtime fuses
     /// (a composite: one IR node, five ONNX nodes).
     GeluErf,
@@ -76,6 +78,7 @@ impl ElementwiseOp {
             ElementwiseOp::Erf => "Erf",
             ElementwiseOp::Relu => "Relu",
             ElementwiseOp::Reciprocal => "Reciprocal",
+            ElementwiseOp::Sigmoid => "Sigmoid",
             ElementwiseOp::GeluErf => "Gelu",
             ElementwiseOp::Identity | ElementwiseOp::StopGradient => "Identity",
             ElementwiseOp::Cast { .. } => "Cast",
@@ -128,6 +131,7 @@ impl ElementwiseOp {
             | ElementwiseOp::Erf
             | ElementwiseOp::Relu
             | ElementwiseOp::Reciprocal
+            | ElementwiseOp::Sigmoid
             | ElementwiseOp::GeluErf
             | ElementwiseOp::Identity
             | ElementwiseOp::StopGradient => {
@@ -177,6 +181,7 @@ impl ElementwiseOp {
             | ElementwiseOp::Erf
             | ElementwiseOp::Relu
             | ElementwiseOp::Reciprocal
+            | ElementwiseOp::Sigmoid
             | ElementwiseOp::Identity
             | ElementwiseOp::StopGradient => l.emit(self.onnx_type()),
         }
@@ -232,6 +237,24 @@ impl Graph {
     pub fn add_scalar(&mut self, a: ValueId, c: f64) -> Result<ValueId, GraphError> {
         let s = self.scalar_like(a, c);
         self.add(a, s)
+    }
+
+    /// The logistic function `1/(1 + e^(−x))`.
+    ///
+    /// # Errors
+    /// Never.
+    ///
+    /// # Examples
+    /// ```
+    /// use patchmix_export::graph::{DType, Graph, Shape};
+    /// let mut g = Graph::new("gate");
+    /// let x = g.input("x", DType::F32, Shape::fixed(&[2, 3]));
+    /// let y = g.sigmoid(x).unwrap();
+    /// assert_eq!(g.op_histogram()["Sigmoid"], 1);
+    /// assert_eq!(g.fixed_shape(y).unwrap(), vec![2, 3]);
+    /// ```
+    pub fn sigmoid(&mut self, x: ValueId) -> Result<ValueId, GraphError> {
+        self.op1(ElementwiseOp::Sigmoid, &[x])
     }
 
     /// Unary op helper.

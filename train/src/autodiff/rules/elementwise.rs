@@ -30,6 +30,7 @@ pub fn gradient(
         ElementwiseOp::Erf => erf(g, n, dy),
         ElementwiseOp::Relu => relu(g, n, dy),
         ElementwiseOp::Reciprocal => reciprocal(g, n, dy),
+        ElementwiseOp::Sigmoid => sigmoid(g, n, dy),
         ElementwiseOp::GeluErf => gelu_erf(g, n, dy),
         ElementwiseOp::Identity => Ok(vec![dy[0]]),
         ElementwiseOp::Cast { .. } => cast(g, n, dy),
@@ -57,6 +58,7 @@ pub fn differentiable_input(op: &ElementwiseOp, index: usize) -> bool {
         | ElementwiseOp::Erf
         | ElementwiseOp::Relu
         | ElementwiseOp::Reciprocal
+        | ElementwiseOp::Sigmoid
         | ElementwiseOp::GeluErf
         | ElementwiseOp::Identity => true,
     }
@@ -215,6 +217,16 @@ pub fn reciprocal(g: &mut Graph, n: &Node, dy: OutGrads<'_>) -> Result<InGrads, 
     let y2 = g.mul(y, y)?;
     let t = g.mul(d, y2)?;
     Ok(vec![Some(g.unary(ElementwiseOp::Neg, t)?)])
+}
+
+/// `dσ(x) = σ(x)·(1 − σ(x))`, from the output.
+pub fn sigmoid(g: &mut Graph, n: &Node, dy: OutGrads<'_>) -> Result<InGrads, GraphError> {
+    let d = dy0(n, dy)?;
+    let y = n.outputs[0];
+    let one = g.scalar_like(y, 1.0);
+    let one_minus_y = g.sub(one, y)?;
+    let slope = g.mul(y, one_minus_y)?;
+    Ok(vec![Some(g.mul(d, slope)?)])
 }
 
 /// Exact GELU: `d/dx [x·Φ(x)] = Φ(x) + x·φ(x)`, with Φ(x) = ½(1 + erf(x/√2)) and
