@@ -1,7 +1,7 @@
 //! Writing a [`Graph`] as a standard ONNX model (opset 17, IR version 8, default domain only),
 //! through the prost-generated `onnx.proto` types that tract-onnx maintains.
 
-use crate::graph::{DType, Dim, Graph, Op, TensorData, ValueKind};
+use crate::graph::{Attribute, Dim, Graph, Lowering, OnnxSink, TensorData, ValueId, ValueKind};
 use std::path::Path;
 use tract_onnx::pb;
 
@@ -39,10 +39,6 @@ fn tensor_proto(name: &str, dims: &[usize], data: &TensorData) -> pb::TensorProt
     }
 }
 
-fn i64_tensor(name: &str, v: &[i64]) -> pb::TensorProto {
-    tensor_proto(name, &[v.len()], &TensorData::I64(v.to_vec()))
-}
-
 fn dim_proto(d: Dim) -> pb::tensor_shape_proto::Dimension {
     use pb::tensor_shape_proto::dimension::Value;
     let value = match d.as_fixed() {
@@ -55,7 +51,7 @@ fn dim_proto(d: Dim) -> pb::tensor_shape_proto::Dimension {
     }
 }
 
-fn value_info(g: &Graph, v: crate::graph::ValueId) -> pb::ValueInfoProto {
+fn value_info(g: &Graph, v: ValueId) -> pb::ValueInfoProto {
     let val = g.value(v);
     let shape = pb::TensorShapeProto {
         dim: val.shape.0.iter().map(|&d| dim_proto(d)).collect(),
@@ -118,45 +114,46 @@ fn attr_tensor(name: &str, t: pb::TensorProto) -> pb::AttributeProto {
     }
 }
 
+/// Collects the ONNX nodes and initializers the op families lower to.
 struct Emitter {
     nodes: Vec<pb::NodeProto>,
     initializers: Vec<pb::TensorProto>,
 }
 
-impl Emitter {
+fn attribute_proto(name: &str, value: Attribute) -> pb::AttributeProto {
+    match value {
+        Attribute::Int(i) => attr_int(name, i),
+        Attribute::Float(f) => attr_float(name, f),
+        Attribute::Ints(ints) => attr_ints(name, ints),
+        Attribute::String(s) => attr_string(name, s),
+        Attribute::Tensor(t) => attr_tensor(name, tensor_proto("", &[t.len()], &t)),
+    }
+}
+
+impl OnnxSink for Emitter {
+    fn initializer(&mut self, name: String, dims: &[usize], data: TensorData) {
+        self.initializers.push(tensor_proto(&name, dims, &data));
+    }
+
     fn node(
         &mut self,
         name: String,
-        op: &str,
+        op_type: &str,
         inputs: Vec<String>,
         outputs: Vec<String>,
-        attribute: Vec<pb::AttributeProto>,
+        attributes: Vec<(&'static str, Attribute)>,
     ) {
         self.nodes.push(pb::NodeProto {
             name,
-            op_type: op.into(),
+            op_type: op_type.into(),
             input: inputs,
             output: outputs,
-            attribute,
+            attribute: attributes
+                .into_iter()
+                .map(|(n, v)| attribute_proto(n, v))
+                .collect(),
             ..Default::default()
         });
-    }
-
-    /// Adds a 1-D i64 constant operand named after its node.
-    fn i64_operand(&mut self, node: &str, what: &str, v: &[i64]) -> String {
-        let name = format!("{node}/{what}");
-        self.initializers.push(i64_tensor(&name, v));
-        name
-    }
-
-    fn scalar_operand(&mut self, node: &str, what: &str, dtype: DType, value: f64) -> String {
-        let name = format!("{node}/{what}");
-        self.initializers.push(tensor_proto(
-            &name,
-            &[],
-            &TensorData::float_scalar(dtype, value),
-        ));
-        name
     }
 }
 
@@ -173,127 +170,17 @@ pub fn to_model_proto(g: &Graph) -> pb::ModelProto {
         }
     }
     for node in &g.nodes {
-        let mut ins: Vec<String> = node
-            .inputs
-            .iter()
-            .map(|&v| g.value(v).name.clone())
-            .collect();
-        let outs: Vec<String> = node
-            .outputs
-            .iter()
-            .map(|&v| g.value(v).name.clone())
-            .collect();
-        let nm = node.name.clone();
-        let mut attrs = Vec::new();
-        match &node.op {
-            Op::Gelu => {
-                // Exact GELU in the pattern ONNX Runtime fuses: x·0.5·(1 + erf(x/√2)).
-                let dt = g.dtype(node.inputs[0]);
-                let sqrt2 = e.scalar_operand(&nm, "sqrt2", dt, std::f64::consts::SQRT_2);
-                let one = e.scalar_operand(&nm, "one", dt, 1.0);
-                let half = e.scalar_operand(&nm, "half", dt, 0.5);
-                let x = ins[0].clone();
-                let (d, f, a, m) = (
-                    format!("{nm}/div"),
-                    format!("{nm}/erf"),
-                    format!("{nm}/add"),
-                    format!("{nm}/mul"),
-                );
-                e.node(
-                    d.clone(),
-                    "Div",
-                    vec![x.clone(), sqrt2],
-                    vec![d.clone()],
-                    vec![],
-                );
-                e.node(f.clone(), "Erf", vec![d], vec![f.clone()], vec![]);
-                e.node(a.clone(), "Add", vec![f, one], vec![a.clone()], vec![]);
-                e.node(m.clone(), "Mul", vec![x, a], vec![m.clone()], vec![]);
-                e.node(nm.clone(), "Mul", vec![m, half], outs, vec![]);
-                continue;
-            }
-            Op::Cast { to } => attrs.push(attr_int("to", to.onnx_code() as i64)),
-            Op::Reshape { shape } => ins.push(e.i64_operand(&nm, "shape", shape)),
-            Op::Transpose { perm } => {
-                attrs.push(attr_ints("perm", perm.iter().map(|&p| p as i64).collect()))
-            }
-            Op::Slice { starts, ends, axes } => {
-                ins.push(e.i64_operand(&nm, "starts", starts));
-                ins.push(e.i64_operand(&nm, "ends", ends));
-                ins.push(e.i64_operand(&nm, "axes", axes));
-            }
-            Op::Concat { axis } => attrs.push(attr_int("axis", *axis)),
-            Op::Split { axis, sizes } => {
-                attrs.push(attr_int("axis", *axis));
-                ins.push(e.i64_operand(&nm, "split", sizes));
-            }
-            Op::Pad { pads } => ins.push(e.i64_operand(&nm, "pads", pads)),
-            Op::Expand { shape } => ins.push(e.i64_operand(&nm, "shape", shape)),
-            Op::Unsqueeze { axes } => ins.push(e.i64_operand(&nm, "axes", axes)),
-            Op::Gather { axis } => attrs.push(attr_int("axis", *axis)),
-            Op::ScatterNdAdd => attrs.push(attr_string("reduction", "add")),
-            Op::ReduceSum { axes, keepdims } => {
-                ins.push(e.i64_operand(&nm, "axes", axes));
-                attrs.push(attr_int("keepdims", *keepdims as i64));
-            }
-            Op::ReduceMean { axes, keepdims } => {
-                attrs.push(attr_ints("axes", axes.clone()));
-                attrs.push(attr_int("keepdims", *keepdims as i64));
-            }
-            Op::Gemm {
-                trans_a,
-                trans_b,
-                alpha,
-                beta,
-            } => {
-                if *trans_a {
-                    attrs.push(attr_int("transA", 1));
-                }
-                if *trans_b {
-                    attrs.push(attr_int("transB", 1));
-                }
-                if *alpha != 1.0 {
-                    attrs.push(attr_float("alpha", *alpha));
-                }
-                if *beta != 1.0 {
-                    attrs.push(attr_float("beta", *beta));
-                }
-            }
-            Op::Softmax { axis } | Op::LogSoftmax { axis } => attrs.push(attr_int("axis", *axis)),
-            Op::LayerNorm { axis, epsilon } => {
-                attrs.push(attr_int("axis", *axis));
-                attrs.push(attr_float("epsilon", *epsilon));
-            }
-            Op::Zeros { shape, dtype } => {
-                ins.push(e.i64_operand(&nm, "shape", shape));
-                let zero = match dtype {
-                    DType::F64 => TensorData::F64(vec![0.0]),
-                    DType::I64 => TensorData::I64(vec![0]),
-                    DType::Bool => TensorData::Bool(vec![false]),
-                    _ => TensorData::F32(vec![0.0]),
-                };
-                attrs.push(attr_tensor("value", tensor_proto("", &[1], &zero)));
-            }
-            Op::Add
-            | Op::Sub
-            | Op::Mul
-            | Op::Div
-            | Op::Pow
-            | Op::Max
-            | Op::Greater
-            | Op::Where
-            | Op::Neg
-            | Op::Sqrt
-            | Op::Exp
-            | Op::Log
-            | Op::Erf
-            | Op::Relu
-            | Op::Reciprocal
-            | Op::Identity
-            | Op::StopGradient
-            | Op::MatMul => {}
-        }
-        e.node(nm, node.op.onnx_type(), ins, outs, attrs);
+        let names = |ids: &[ValueId]| -> Vec<String> {
+            ids.iter().map(|&v| g.value(v).name.clone()).collect()
+        };
+        let dtypes = node.inputs.iter().map(|&v| g.dtype(v)).collect();
+        node.op.lower(Lowering::new(
+            node.name.clone(),
+            names(&node.inputs),
+            names(&node.outputs),
+            dtypes,
+            &mut e,
+        ));
     }
     let graph = pb::GraphProto {
         name: g.name.clone(),

@@ -4,14 +4,22 @@
 //! Each case builds `loss = Σ op(inputs) ⊙ R` for a fixed random `R`, differentiates it with
 //! [`backward`], and compares the analytic gradient with `(L(x + h) − L(x − h)) / 2h` on every
 //! element of every differentiated input (the inputs are small).
+//!
+//! Each case names the op kinds it covers (`covering`), and
+//! `every_differentiable_op_has_a_finite_difference_case` fails naming every op kind with a
+//! differentiable input (as its autodiff family decides) that no case covers, so a new op cannot
+//! land without its check.
 
 use ndarray::ArrayD;
 use ort::session::Session;
 use ort::value::Tensor;
-use patchmix_export::graph::{DType, Graph, Op, Shape, TensorData, ValueId};
+use patchmix_export::graph::{
+    DType, ElementwiseKind as E, ElementwiseOp, Graph, NnKind as N, NnOp, Op, OpKind,
+    ReduceKind as R, Shape, ShapeKind as S, ShapeOp, TensorData, ValueId,
+};
 use patchmix_export::onnx::to_onnx_bytes;
 use patchmix_export::runtime::ort_env::ensure_ort;
-use patchmix_train::autodiff::backward;
+use patchmix_train::autodiff::{backward, differentiable_input};
 use rand::{RngExt, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
@@ -28,6 +36,16 @@ struct Case {
     positive: bool,
     /// Step and tolerance overrides (cases that round through f32).
     h_tol: Option<(f64, f64)>,
+    /// The op kinds whose gradient rule this case checks (each must occur in its graph).
+    covers: Vec<OpKind>,
+}
+
+impl Case {
+    /// Declares that the case checks the gradient rule of `kind`.
+    fn covering(mut self, kind: impl Into<OpKind>) -> Case {
+        self.covers.push(kind.into());
+        self
+    }
 }
 
 fn case(name: &'static str, dtype: DType, shapes: &[&[usize]], build: Build) -> Case {
@@ -39,6 +57,7 @@ fn case(name: &'static str, dtype: DType, shapes: &[&[usize]], build: Build) -> 
         build,
         positive: false,
         h_tol: None,
+        covers: Vec::new(),
     }
 }
 
@@ -76,6 +95,13 @@ fn check(c: &Case) {
         .map(|(i, s)| g.input(&format!("x{i}"), c.dtype, Shape::fixed(s)))
         .collect();
     let y = (c.build)(&mut g, &ins);
+    for kind in &c.covers {
+        assert!(
+            g.nodes.iter().any(|n| n.op.kind() == *kind),
+            "{}: claims to cover {kind:?} but builds no such node",
+            c.name
+        );
+    }
     let yshape = g.fixed_shape(y).unwrap();
     let n: usize = yshape.iter().product();
     let r: Vec<f64> = (0..n).map(|_| rng.random_range(-1.0..1.0)).collect();
@@ -97,7 +123,7 @@ fn check(c: &Case) {
     for (k, gv) in grads.iter().enumerate() {
         let id = if g.value(*gv).kind == patchmix_export::graph::ValueKind::Input {
             // A gradient that is an input itself (identity-like): route through Identity.
-            g.op1(Op::Identity, &[*gv]).unwrap()
+            g.op1(ElementwiseOp::Identity, &[*gv]).unwrap()
         } else {
             *gv
         };
@@ -166,40 +192,46 @@ fn cases() -> Vec<Case> {
     let mut v = vec![
         case("MatMul 2-D", F64, &[&[3, 4], &[4, 2]], |g, x| {
             g.matmul(x[0], x[1]).unwrap()
-        }),
+        })
+        .covering(N::MatMul),
         case(
             "MatMul batched, broadcast B",
             F64,
             &[&[2, 3, 4], &[4, 2]],
             |g, x| g.matmul(x[0], x[1]).unwrap(),
-        ),
+        )
+        .covering(N::MatMul),
         case(
             "MatMul 4-D attention shape",
             F64,
             &[&[2, 2, 3, 4], &[2, 2, 4, 3]],
             |g, x| g.matmul(x[0], x[1]).unwrap(),
-        ),
+        )
+        .covering(N::MatMul),
         case(
             "Gemm transB with bias (Linear)",
             F64,
             &[&[3, 4], &[5, 4], &[5]],
             |g, x| g.linear(x[0], x[1], Some(x[2])).unwrap(),
-        ),
+        )
+        .covering(N::Gemm),
         case(
             "Linear over 260 rows (bias gradient as a ones·dY GEMV)",
             F64,
             &[&[260, 3], &[2, 3], &[2]],
             |g, x| g.linear(x[0], x[1], Some(x[2])).unwrap(),
-        ),
+        )
+        .covering(N::Gemm),
         case(
             "Add broadcast over 2×130 leading rows (GEMV sum)",
             F64,
             &[&[2, 130, 3], &[3]],
             |g, x| g.add(x[0], x[1]).unwrap(),
-        ),
+        )
+        .covering(E::Add),
         case("Gemm no transpose", F64, &[&[3, 4], &[4, 5]], |g, x| {
             g.op1(
-                Op::Gemm {
+                NnOp::Gemm {
                     trans_a: false,
                     trans_b: false,
                     alpha: 1.0,
@@ -208,14 +240,15 @@ fn cases() -> Vec<Case> {
                 &[x[0], x[1]],
             )
             .unwrap()
-        }),
+        })
+        .covering(N::Gemm),
         case(
             "Gemm transA alpha beta",
             F64,
             &[&[4, 3], &[4, 5], &[3, 5]],
             |g, x| {
                 g.op1(
-                    Op::Gemm {
+                    NnOp::Gemm {
                         trans_a: true,
                         trans_b: false,
                         alpha: 0.5,
@@ -225,10 +258,11 @@ fn cases() -> Vec<Case> {
                 )
                 .unwrap()
             },
-        ),
+        )
+        .covering(N::Gemm),
         case("Gemm transA transB", F64, &[&[4, 3], &[5, 4]], |g, x| {
             g.op1(
-                Op::Gemm {
+                NnOp::Gemm {
                     trans_a: true,
                     trans_b: true,
                     alpha: 1.5,
@@ -237,28 +271,39 @@ fn cases() -> Vec<Case> {
                 &[x[0], x[1]],
             )
             .unwrap()
-        }),
+        })
+        .covering(N::Gemm),
         case("Add broadcast", F64, &[&[2, 3, 4], &[3, 1]], |g, x| {
             g.add(x[0], x[1]).unwrap()
-        }),
+        })
+        .covering(E::Add),
         case("Sub broadcast", F64, &[&[2, 3], &[3]], |g, x| {
             g.sub(x[0], x[1]).unwrap()
-        }),
+        })
+        .covering(E::Sub),
         case("Mul broadcast", F64, &[&[2, 1, 4], &[3, 4]], |g, x| {
             g.mul(x[0], x[1]).unwrap()
-        }),
+        })
+        .covering(E::Mul),
         case("Mul fan-out x·x", F64, &[&[5]], |g, x| {
             g.mul(x[0], x[0]).unwrap()
-        }),
+        })
+        .covering(E::Mul),
+        case("Identity", F64, &[&[2, 3]], |g, x| {
+            g.op1(ElementwiseOp::Identity, &[x[0]]).unwrap()
+        })
+        .covering(E::Identity),
         case("Reshape", F64, &[&[2, 6]], |g, x| {
             g.reshape(x[0], &[3, -1]).unwrap()
-        }),
+        })
+        .covering(S::Reshape),
         case("Transpose", F64, &[&[2, 3, 4]], |g, x| {
             g.transpose(x[0], &[2, 0, 1]).unwrap()
-        }),
+        })
+        .covering(S::Transpose),
         case("Slice", F64, &[&[4, 5]], |g, x| {
             g.op1(
-                Op::Slice {
+                ShapeOp::Slice {
                     starts: vec![1, -3],
                     ends: vec![3, 5],
                     axes: vec![0, 1],
@@ -266,14 +311,16 @@ fn cases() -> Vec<Case> {
                 &[x[0]],
             )
             .unwrap()
-        }),
+        })
+        .covering(S::Slice),
         case("Concat", F64, &[&[2, 3], &[2, 2]], |g, x| {
-            g.op1(Op::Concat { axis: 1 }, &[x[0], x[1]]).unwrap()
-        }),
+            g.op1(ShapeOp::Concat { axis: 1 }, &[x[0], x[1]]).unwrap()
+        })
+        .covering(S::Concat),
         case("Split (one part unused)", F64, &[&[2, 6]], |g, x| {
             let parts = g
                 .node(
-                    Op::Split {
+                    ShapeOp::Split {
                         axis: 1,
                         sizes: vec![2, 3, 1],
                     },
@@ -284,70 +331,93 @@ fn cases() -> Vec<Case> {
             g.mul(parts[0], parts[0]).unwrap();
             let a = g.reduce_sum(parts[1], &[1], true).unwrap();
             g.add(parts[0], a).unwrap()
-        }),
+        })
+        .covering(S::Split),
         case("Pad", F64, &[&[2, 3]], |g, x| {
             g.op1(
-                Op::Pad {
+                ShapeOp::Pad {
                     pads: vec![0, 1, 1, 2],
                 },
                 &[x[0]],
             )
             .unwrap()
-        }),
+        })
+        .covering(S::Pad),
         case("Expand", F64, &[&[3, 1]], |g, x| {
             g.op1(
-                Op::Expand {
+                ShapeOp::Expand {
                     shape: vec![2, 3, 4],
                 },
                 &[x[0]],
             )
             .unwrap()
-        }),
+        })
+        .covering(S::Expand),
         case("Unsqueeze", F64, &[&[3, 2]], |g, x| {
-            g.op1(Op::Unsqueeze { axes: vec![0, 2] }, &[x[0]]).unwrap()
-        }),
+            g.op1(ShapeOp::Unsqueeze { axes: vec![0, 2] }, &[x[0]])
+                .unwrap()
+        })
+        .covering(S::Unsqueeze),
         case("ReduceSum keepdims", F64, &[&[2, 3, 4]], |g, x| {
             g.reduce_sum(x[0], &[0, 2], true).unwrap()
-        }),
+        })
+        .covering(R::ReduceSum),
         case("ReduceSum", F64, &[&[2, 3, 4]], |g, x| {
             g.reduce_sum(x[0], &[1], false).unwrap()
-        }),
+        })
+        .covering(R::ReduceSum),
         case("ReduceMean", F64, &[&[2, 3, 4]], |g, x| {
             g.reduce_mean(x[0], &[-1], false).unwrap()
-        }),
+        })
+        .covering(R::ReduceMean),
         case("Softmax", F64, &[&[3, 5]], |g, x| {
-            g.op1(Op::Softmax { axis: -1 }, &[x[0]]).unwrap()
-        }),
+            g.op1(NnOp::Softmax { axis: -1 }, &[x[0]]).unwrap()
+        })
+        .covering(N::Softmax),
         case("Softmax 4-D", F64, &[&[2, 2, 3, 3]], |g, x| {
-            g.op1(Op::Softmax { axis: -1 }, &[x[0]]).unwrap()
-        }),
+            g.op1(NnOp::Softmax { axis: -1 }, &[x[0]]).unwrap()
+        })
+        .covering(N::Softmax),
         case("LogSoftmax", F64, &[&[3, 5]], |g, x| {
-            g.op1(Op::LogSoftmax { axis: 1 }, &[x[0]]).unwrap()
-        }),
+            g.op1(NnOp::LogSoftmax { axis: 1 }, &[x[0]]).unwrap()
+        })
+        .covering(N::LogSoftmax),
         case("Relu", F64, &[&[4, 5]], |g, x| {
-            g.unary(Op::Relu, x[0]).unwrap()
-        }),
+            g.unary(ElementwiseOp::Relu, x[0]).unwrap()
+        })
+        .covering(E::Relu),
+        case("Sigmoid", F64, &[&[2, 5]], |g, x| {
+            let y = g.mul_scalar(x[0], 3.0).unwrap();
+            g.sigmoid(y).unwrap()
+        })
+        .covering(E::Sigmoid),
         case("Neg Exp", F64, &[&[6]], |g, x| {
-            let n = g.unary(Op::Neg, x[0]).unwrap();
-            g.unary(Op::Exp, n).unwrap()
-        }),
+            let n = g.unary(ElementwiseOp::Neg, x[0]).unwrap();
+            g.unary(ElementwiseOp::Exp, n).unwrap()
+        })
+        .covering(E::Neg)
+        .covering(E::Exp),
         case("Reciprocal", F64, &[&[6]], |g, x| {
             let y = g.add_scalar(x[0], 3.0).unwrap();
-            g.unary(Op::Reciprocal, y).unwrap()
-        }),
+            g.unary(ElementwiseOp::Reciprocal, y).unwrap()
+        })
+        .covering(E::Reciprocal),
         case("Max with a constant (clamp_min)", F64, &[&[6]], |g, x| {
             let c = g.scalar(DType::F64, 0.1);
-            g.op1(Op::Max, &[x[0], c]).unwrap()
-        }),
+            g.op1(ElementwiseOp::Max, &[x[0], c]).unwrap()
+        })
+        .covering(E::Max),
         case("Where", F64, &[&[2, 3], &[2, 3]], |g, x| {
             let z = g.scalar(DType::F64, 0.0);
-            let c = g.op1(Op::Greater, &[x[0], z]).unwrap();
-            g.op1(Op::Where, &[c, x[0], x[1]]).unwrap()
-        }),
+            let c = g.op1(ElementwiseOp::Greater, &[x[0], z]).unwrap();
+            g.op1(ElementwiseOp::Where, &[c, x[0], x[1]]).unwrap()
+        })
+        .covering(E::Where),
         case("Gather axis 0 with repeats", F64, &[&[4, 3]], |g, x| {
             let idx = g.constant("idx", &[5], TensorData::I64(vec![0, 2, 2, 3, 0]));
-            g.op1(Op::Gather { axis: 0 }, &[x[0], idx]).unwrap()
-        }),
+            g.op1(ShapeOp::Gather { axis: 0 }, &[x[0], idx]).unwrap()
+        })
+        .covering(S::Gather),
         case(
             "Gemm fan-out into two consumers",
             F64,
@@ -357,32 +427,38 @@ fn cases() -> Vec<Case> {
                 let z = g.linear(y, x[1], None).unwrap();
                 g.add(y, z).unwrap()
             },
-        ),
+        )
+        .covering(N::Gemm),
         case("Erf (f32)", F32, &[&[6]], |g, x| {
-            g.unary(Op::Erf, x[0]).unwrap()
-        }),
+            g.unary(ElementwiseOp::Erf, x[0]).unwrap()
+        })
+        .covering(E::Erf),
         case("GELU exact (f32)", F32, &[&[8]], |g, x| {
             let y = g.mul_scalar(x[0], 2.0).unwrap();
-            g.unary(Op::Gelu, y).unwrap()
-        }),
+            g.unary(ElementwiseOp::GeluErf, y).unwrap()
+        })
+        .covering(E::GeluErf),
         case(
             "LayerNorm with stats outputs",
             F64,
             &[&[3, 5], &[5], &[5]],
             |g, x| patchmix_export::vit::layer_norm(g, x[0], x[1], x[2], 1e-6, true).unwrap(),
-        ),
+        )
+        .covering(N::LayerNorm),
         case(
             "LayerNorm over 260 rows (scale/bias gradients as GEMVs)",
             F64,
             &[&[260, 4], &[4], &[4]],
             |g, x| patchmix_export::vit::layer_norm(g, x[0], x[1], x[2], 1e-6, true).unwrap(),
-        ),
+        )
+        .covering(N::LayerNorm),
         case(
             "LayerNorm recomputing stats",
             F64,
             &[&[2, 2, 4], &[4], &[4]],
             |g, x| patchmix_export::vit::layer_norm(g, x[0], x[1], x[2], 1e-5, false).unwrap(),
-        ),
+        )
+        .covering(N::LayerNorm),
         case(
             "BatchNorm training mode (decomposed)",
             F64,
@@ -394,7 +470,7 @@ fn cases() -> Vec<Case> {
                 let sq = g.mul(xc, xc).unwrap();
                 let var = g.reduce_mean(sq, &[0], true).unwrap();
                 let ve = g.add_scalar(var, 1e-5).unwrap();
-                let sd = g.unary(Op::Sqrt, ve).unwrap();
+                let sd = g.unary(ElementwiseOp::Sqrt, ve).unwrap();
                 let xn = g.div(xc, sd).unwrap();
                 let y = g.mul(xn, x[1]).unwrap();
                 g.add(y, x[2]).unwrap()
@@ -403,9 +479,9 @@ fn cases() -> Vec<Case> {
         case("L2 normalisation (F.normalize)", F64, &[&[3, 4]], |g, x| {
             let sq = g.mul(x[0], x[0]).unwrap();
             let s = g.reduce_sum(sq, &[1], true).unwrap();
-            let n = g.unary(Op::Sqrt, s).unwrap();
+            let n = g.unary(ElementwiseOp::Sqrt, s).unwrap();
             let eps = g.scalar(DType::F64, 1e-12);
-            let n = g.op1(Op::Max, &[n, eps]).unwrap();
+            let n = g.op1(ElementwiseOp::Max, &[n, eps]).unwrap();
             g.div(x[0], n).unwrap()
         }),
     ];
@@ -414,29 +490,39 @@ fn cases() -> Vec<Case> {
     let mut sg = case("StopGradient (value passes)", F64, &[&[3], &[3]], |g, x| {
         let s = g.stop_gradient(x[1]).unwrap();
         g.mul(x[0], s).unwrap()
-    });
+    })
+    .covering(E::StopGradient);
     sg.diff = vec![0];
     v.push(sg);
     // Rounds through f32, so a larger step and tolerance.
     let mut cast = case("Cast f32 round trip (f64 graph)", F64, &[&[4]], |g, x| {
-        let c = g.op1(Op::Cast { to: DType::F32 }, &[x[0]]).unwrap();
+        let c = g
+            .op1(ElementwiseOp::Cast { to: DType::F32 }, &[x[0]])
+            .unwrap();
         let c = g.mul(c, c).unwrap();
-        g.op1(Op::Cast { to: DType::F64 }, &[c]).unwrap()
-    });
+        g.op1(ElementwiseOp::Cast { to: DType::F64 }, &[c]).unwrap()
+    })
+    .covering(E::Cast);
     cast.h_tol = Some((1e-3, 1e-3));
     v.push(cast);
     let mut positive = vec![
         case("Div broadcast", F64, &[&[2, 3], &[3]], |g, x| {
             g.div(x[0], x[1]).unwrap()
-        }),
+        })
+        .covering(E::Div),
         case("Sqrt", F64, &[&[5]], |g, x| {
-            g.unary(Op::Sqrt, x[0]).unwrap()
-        }),
-        case("Log", F64, &[&[5]], |g, x| g.unary(Op::Log, x[0]).unwrap()),
+            g.unary(ElementwiseOp::Sqrt, x[0]).unwrap()
+        })
+        .covering(E::Sqrt),
+        case("Log", F64, &[&[5]], |g, x| {
+            g.unary(ElementwiseOp::Log, x[0]).unwrap()
+        })
+        .covering(E::Log),
         case("Pow constant exponent", F64, &[&[5]], |g, x| {
             let e = g.scalar(DType::F64, 2.5);
-            g.op1(Op::Pow, &[x[0], e]).unwrap()
-        }),
+            g.op1(ElementwiseOp::Pow, &[x[0], e]).unwrap()
+        })
+        .covering(E::Pow),
     ];
     for c in &mut positive {
         c.positive = true;
@@ -452,6 +538,22 @@ fn every_rule_matches_finite_differences() {
     for c in &all {
         check(c);
     }
+}
+
+#[test]
+fn every_differentiable_op_has_a_finite_difference_case() {
+    let covered: Vec<OpKind> = cases().iter().flat_map(|c| c.covers.clone()).collect();
+    // An op is differentiable when its family lets a gradient through any of its inputs.
+    let differentiable = |op: &Op| (0..4).any(|i| differentiable_input(op, i));
+    let missing: Vec<OpKind> = Op::one_of_each_kind()
+        .iter()
+        .filter(|op| differentiable(op) && !covered.contains(&op.kind()))
+        .map(Op::kind)
+        .collect();
+    assert!(
+        missing.is_empty(),
+        "differentiable ops without a finite-difference case: {missing:?}"
+    );
 }
 
 #[test]

@@ -168,15 +168,15 @@ fn rounded(
     v: patchmix_export::graph::ValueId,
     low: DType,
 ) -> bool {
-    use patchmix_export::graph::Op;
+    use patchmix_export::graph::{ElementwiseOp, Op, ShapeOp};
     let Some(n) = g.producer(v).map(|i| &g.nodes[i]) else {
         return false;
     };
     match &n.op {
-        Op::Cast { to: DType::F32 } => g
+        Op::Elementwise(ElementwiseOp::Cast { to: DType::F32 }) => g
             .producer(n.inputs[0])
-            .is_some_and(|i| g.nodes[i].op == Op::Cast { to: low }),
-        Op::Transpose { .. } | Op::Reshape { .. } | Op::Split { .. } => {
+            .is_some_and(|i| g.nodes[i].op == Op::Elementwise(ElementwiseOp::Cast { to: low })),
+        Op::Shape(ShapeOp::Transpose { .. } | ShapeOp::Reshape { .. } | ShapeOp::Split { .. }) => {
             rounded(g, n.inputs[0], low)
         }
         _ => false,

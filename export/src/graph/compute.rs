@@ -16,7 +16,7 @@
 //! native graph's gradients are low.
 
 use super::dtype::DType;
-use super::op::Op;
+use super::ops::ElementwiseOp;
 use super::{Graph, GraphError, ValueId};
 
 /// How the matrix products of a pass are computed.
@@ -63,8 +63,8 @@ impl Compute {
     }
 
     fn round(g: &mut Graph, x: ValueId, dt: DType) -> Result<ValueId, GraphError> {
-        let low = g.op1(Op::Cast { to: dt }, &[x])?;
-        g.op1(Op::Cast { to: DType::F32 }, &[low])
+        let low = g.op1(ElementwiseOp::Cast { to: dt }, &[x])?;
+        g.op1(ElementwiseOp::Cast { to: DType::F32 }, &[low])
     }
 
     /// Moves an f32 value into the low region.
@@ -74,7 +74,7 @@ impl Compute {
     pub fn enter(self, g: &mut Graph, x: ValueId) -> Result<ValueId, GraphError> {
         match self {
             Compute::F32 => Ok(x),
-            Compute::Native(dt) => g.op1(Op::Cast { to: dt }, &[x]),
+            Compute::Native(dt) => g.op1(ElementwiseOp::Cast { to: dt }, &[x]),
             Compute::Emulated(dt) => Self::round(g, x, dt),
         }
     }
@@ -85,7 +85,7 @@ impl Compute {
     /// Never for a float value.
     pub fn exit(self, g: &mut Graph, x: ValueId) -> Result<ValueId, GraphError> {
         match self {
-            Compute::Native(_) => g.op1(Op::Cast { to: DType::F32 }, &[x]),
+            Compute::Native(_) => g.op1(ElementwiseOp::Cast { to: DType::F32 }, &[x]),
             Compute::F32 | Compute::Emulated(_) => Ok(x),
         }
     }

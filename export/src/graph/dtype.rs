@@ -3,9 +3,10 @@
 use std::fmt;
 
 /// Element type of a graph value. The discriminants are ONNX `TensorProto.DataType` codes.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
 pub enum DType {
-    /// 32-bit float.
+    /// 32-bit float (the default).
+    #[default]
     F32,
     /// 64-bit float (used by the gradient checks).
     F64,

@@ -20,13 +20,18 @@
 mod compute;
 mod dtype;
 mod infer;
-mod op;
+mod lower;
+mod ops;
 mod tensor;
 
 pub use compute::Compute;
 pub use dtype::{DType, Dim, Shape};
 pub use infer::{broadcast, norm_axis};
-pub use op::Op;
+pub use lower::{Attribute, Lowering, OnnxSink};
+pub use ops::{
+    ElementwiseKind, ElementwiseOp, NnKind, NnOp, Op, OpKind, ReduceKind, ReduceOp, ShapeKind,
+    ShapeOp,
+};
 pub use tensor::TensorData;
 
 /// Errors raised while building a graph.
@@ -241,7 +246,7 @@ impl Graph {
         if self.dtype(c) == dtype {
             return c;
         }
-        self.op1(Op::Cast { to: dtype }, &[c])
+        self.op1(ElementwiseOp::Cast { to: dtype }, &[c])
             .expect("a scalar Cast between float types is well-formed")
     }
 
@@ -265,10 +270,11 @@ impl Graph {
     /// [`GraphError::Shape`] when the operands do not fit the op.
     pub fn node(
         &mut self,
-        op: Op,
+        op: impl Into<Op>,
         inputs: &[ValueId],
         n_outputs: usize,
     ) -> Result<Vec<ValueId>, GraphError> {
+        let op = op.into();
         let shapes: Vec<(DType, Shape)> = inputs
             .iter()
             .map(|&v| (self.dtype(v), self.shape(v).clone()))
@@ -314,168 +320,8 @@ impl Graph {
     ///
     /// # Errors
     /// As [`Graph::node`].
-    pub fn op1(&mut self, op: Op, inputs: &[ValueId]) -> Result<ValueId, GraphError> {
+    pub fn op1(&mut self, op: impl Into<Op>, inputs: &[ValueId]) -> Result<ValueId, GraphError> {
         Ok(self.node(op, inputs, 1)?[0])
-    }
-
-    /// `a + b`.
-    ///
-    /// # Errors
-    /// Shape mismatch.
-    pub fn add(&mut self, a: ValueId, b: ValueId) -> Result<ValueId, GraphError> {
-        self.op1(Op::Add, &[a, b])
-    }
-
-    /// `a − b`.
-    ///
-    /// # Errors
-    /// Shape mismatch.
-    pub fn sub(&mut self, a: ValueId, b: ValueId) -> Result<ValueId, GraphError> {
-        self.op1(Op::Sub, &[a, b])
-    }
-
-    /// `a · b`.
-    ///
-    /// # Errors
-    /// Shape mismatch.
-    pub fn mul(&mut self, a: ValueId, b: ValueId) -> Result<ValueId, GraphError> {
-        self.op1(Op::Mul, &[a, b])
-    }
-
-    /// `a / b`.
-    ///
-    /// # Errors
-    /// Shape mismatch.
-    pub fn div(&mut self, a: ValueId, b: ValueId) -> Result<ValueId, GraphError> {
-        self.op1(Op::Div, &[a, b])
-    }
-
-    /// `a · c` for a scalar constant `c`.
-    ///
-    /// # Errors
-    /// Never in practice (scalars broadcast).
-    pub fn mul_scalar(&mut self, a: ValueId, c: f64) -> Result<ValueId, GraphError> {
-        let s = self.scalar_like(a, c);
-        self.mul(a, s)
-    }
-
-    /// `a + c` for a scalar constant `c`.
-    ///
-    /// # Errors
-    /// Never in practice (scalars broadcast).
-    pub fn add_scalar(&mut self, a: ValueId, c: f64) -> Result<ValueId, GraphError> {
-        let s = self.scalar_like(a, c);
-        self.add(a, s)
-    }
-
-    /// Batched matrix product.
-    ///
-    /// # Errors
-    /// Shape mismatch.
-    pub fn matmul(&mut self, a: ValueId, b: ValueId) -> Result<ValueId, GraphError> {
-        self.op1(Op::MatMul, &[a, b])
-    }
-
-    /// `x·Wᵀ (+ b)` for 2-D `x` [n, in] and a PyTorch-layout weight `W` [out, in].
-    ///
-    /// # Errors
-    /// Shape mismatch.
-    pub fn linear(
-        &mut self,
-        x: ValueId,
-        w: ValueId,
-        b: Option<ValueId>,
-    ) -> Result<ValueId, GraphError> {
-        let op = Op::Gemm {
-            trans_a: false,
-            trans_b: true,
-            alpha: 1.0,
-            beta: 1.0,
-        };
-        match b {
-            Some(b) => self.op1(op, &[x, w, b]),
-            None => self.op1(op, &[x, w]),
-        }
-    }
-
-    /// Reshape with ONNX semantics.
-    ///
-    /// # Errors
-    /// Element count mismatch.
-    pub fn reshape(&mut self, x: ValueId, shape: &[i64]) -> Result<ValueId, GraphError> {
-        self.op1(
-            Op::Reshape {
-                shape: shape.to_vec(),
-            },
-            &[x],
-        )
-    }
-
-    /// Axis permutation.
-    ///
-    /// # Errors
-    /// Bad permutation.
-    pub fn transpose(&mut self, x: ValueId, perm: &[usize]) -> Result<ValueId, GraphError> {
-        self.op1(
-            Op::Transpose {
-                perm: perm.to_vec(),
-            },
-            &[x],
-        )
-    }
-
-    /// Sum over axes.
-    ///
-    /// # Errors
-    /// Bad axis.
-    pub fn reduce_sum(
-        &mut self,
-        x: ValueId,
-        axes: &[i64],
-        keepdims: bool,
-    ) -> Result<ValueId, GraphError> {
-        self.op1(
-            Op::ReduceSum {
-                axes: axes.to_vec(),
-                keepdims,
-            },
-            &[x],
-        )
-    }
-
-    /// Mean over axes.
-    ///
-    /// # Errors
-    /// Bad axis.
-    pub fn reduce_mean(
-        &mut self,
-        x: ValueId,
-        axes: &[i64],
-        keepdims: bool,
-    ) -> Result<ValueId, GraphError> {
-        self.op1(
-            Op::ReduceMean {
-                axes: axes.to_vec(),
-                keepdims,
-            },
-            &[x],
-        )
-    }
-
-    /// Unary op helper.
-    ///
-    /// # Errors
-    /// Never for unary elementwise ops.
-    pub fn unary(&mut self, op: Op, x: ValueId) -> Result<ValueId, GraphError> {
-        self.op1(op, &[x])
-    }
-
-    /// Identity that blocks gradients.
-    ///
-    /// # Errors
-    /// Never.
-    pub fn stop_gradient(&mut self, x: ValueId) -> Result<ValueId, GraphError> {
-        self.op1(Op::StopGradient, &[x])
     }
 
     /// The producer node of a value, if any.

@@ -6,7 +6,9 @@
 //! builder serves static training graphs and dynamic-batch exported models.
 
 use super::config::VitConfig;
-use crate::graph::{Compute, DType, Graph, GraphError, Op, TensorData, ValueId};
+use crate::graph::{
+    Compute, DType, ElementwiseOp, Graph, GraphError, NnOp, ShapeOp, TensorData, ValueId,
+};
 use std::collections::BTreeMap;
 
 /// Options of one encoder pass.
@@ -53,7 +55,7 @@ pub fn layer_norm(
     training: bool,
 ) -> Result<ValueId, GraphError> {
     let outs = g.node(
-        Op::LayerNorm {
+        NnOp::LayerNorm {
             axis: -1,
             epsilon: eps,
         },
@@ -106,19 +108,19 @@ pub fn encoder_forward(
         let tok3 = g.reshape(tok, &[-1, t, d])?;
         // Prepend a zero slot for the CLS token, then add [cls; 0] + pos_embed.
         let padded = g.op1(
-            Op::Pad {
+            ShapeOp::Pad {
                 pads: vec![0, 1, 0, 0, 0, 0],
             },
             &[tok3],
         )?;
         let zeros = g.op1(
-            Op::Zeros {
+            ShapeOp::Zeros {
                 shape: vec![1, t, d],
                 dtype: g.dtype(tok3),
             },
             &[],
         )?;
-        let cls_row = g.op1(Op::Concat { axis: 1 }, &[p_("cls_token")?, zeros])?;
+        let cls_row = g.op1(ShapeOp::Concat { axis: 1 }, &[p_("cls_token")?, zeros])?;
         let table = g.add(cls_row, p_("pos_embed")?)?;
         let h3 = g.add(padded, table)?;
         g.reshape(h3, &[-1, d])
@@ -142,7 +144,7 @@ pub fn encoder_forward(
                 let y = c.enter(g, y)?;
                 let qkv = c.linear_low(g, y, bp("attn.qkv.weight")?, Some(bp("attn.qkv.bias")?))?;
                 let parts = g.node(
-                    Op::Split {
+                    ShapeOp::Split {
                         axis: 1,
                         sizes: vec![d, d, d],
                     },
@@ -158,7 +160,7 @@ pub fn encoder_forward(
                 let v = g.transpose(v4, &[0, 2, 1, 3])?;
                 let scores = c.matmul_low(g, q, kt)?;
                 let scores = c.exit(g, scores)?;
-                let attn = g.op1(Op::Softmax { axis: -1 }, &[scores])?;
+                let attn = g.op1(NnOp::Softmax { axis: -1 }, &[scores])?;
                 let attn = c.enter(g, attn)?;
                 let o = c.matmul_low(g, attn, v)?;
                 let o = g.transpose(o, &[0, 2, 1, 3])?;
@@ -186,7 +188,7 @@ pub fn encoder_forward(
             )?;
             let f = g.scoped("mlp", |g| -> Result<ValueId, GraphError> {
                 let u = c.linear(g, y, bp("mlp.fc1.weight")?, Some(bp("mlp.fc1.bias")?))?;
-                let u = g.unary(Op::Gelu, u)?;
+                let u = g.unary(ElementwiseOp::GeluErf, u)?;
                 c.linear(g, u, bp("mlp.fc2.weight")?, Some(bp("mlp.fc2.bias")?))
             })?;
             let f = match &opts.drop_path {
@@ -207,7 +209,7 @@ pub fn encoder_forward(
             let y = layer_norm(g, h, w, b, 1e-6, opts.training)?;
             let y3 = g.reshape(y, &[-1, n, d])?;
             let cls = g.op1(
-                Op::Slice {
+                ShapeOp::Slice {
                     starts: vec![0],
                     ends: vec![1],
                     axes: vec![1],
@@ -216,7 +218,7 @@ pub fn encoder_forward(
             )?;
             let cls = g.reshape(cls, &[-1, d])?;
             let tok = g.op1(
-                Op::Slice {
+                ShapeOp::Slice {
                     starts: vec![1],
                     ends: vec![n],
                     axes: vec![1],
@@ -231,7 +233,7 @@ pub fn encoder_forward(
             // LayerNorm is per token, so normalising only the CLS rows gives the same CLS output.
             let h3 = g.reshape(h, &[-1, n, d])?;
             let cls = g.op1(
-                Op::Slice {
+                ShapeOp::Slice {
                     starts: vec![0],
                     ends: vec![1],
                     axes: vec![1],

@@ -4,7 +4,7 @@
 //! which is linear in the embedding, so it becomes one constant matrix and a `MatMul` — and
 //! gradients flow through it like through any other `MatMul`.
 
-use crate::graph::{Graph, GraphError, Op, TensorData, ValueId};
+use crate::graph::{Graph, GraphError, ShapeOp, TensorData, ValueId};
 
 const CUBIC_A: f64 = -0.75;
 
@@ -95,7 +95,7 @@ pub fn resized_pos_embed(
     let n = (1 + src * src) as i64;
     let slice = |g: &mut Graph, s: i64, e: i64| {
         g.op1(
-            Op::Slice {
+            ShapeOp::Slice {
                 starts: vec![s],
                 ends: vec![e],
                 axes: vec![1],
@@ -118,7 +118,7 @@ pub fn resized_pos_embed(
     );
     let resized = g.matmul(m, patches)?;
     let resized = g.reshape(resized, &[1, (dst * dst) as i64, dim as i64])?;
-    g.op1(Op::Concat { axis: 1 }, &[cls, resized])
+    g.op1(ShapeOp::Concat { axis: 1 }, &[cls, resized])
 }
 
 #[cfg(test)]

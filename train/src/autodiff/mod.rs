@@ -1,30 +1,21 @@
 //! Reverse-mode automatic differentiation on the graph IR.
 //!
 //! [`backward`] appends gradient nodes to a graph, built by one rule per op type
-//! ([`rules::gradient`], an exhaustive `match`, so an op without a rule does not compile). Rules
-//! emit standard ONNX ops only. Only nodes on a path from a differentiated input to the loss get
-//! gradient code: passes whose outputs are cut by [`Op::StopGradient`](patchmix_export::graph::Op)
-//! cost nothing backwards. Fan-out gradients are accumulated with `Add`, and broadcasting ops
+//! ([`rules::gradient`]; each op family's rules are exhaustive `match`es, so an op without a
+//! rule does not compile). Rules emit standard ONNX ops only. Only nodes on a path from a
+//! differentiated input to the loss get gradient code: passes whose outputs are cut by
+//! [`ElementwiseOp::StopGradient`](patchmix_export::graph::ElementwiseOp) cost nothing
+//! backwards. Fan-out gradients are accumulated with `Add`, and broadcasting ops
 //! reduce their gradients back to the operand shapes.
 
 pub mod rules;
 mod util;
 
+pub use rules::differentiable_input;
 pub use util::{sum_all, unbroadcast, zeros_like};
 
-use patchmix_export::graph::{Graph, GraphError, Op, ValueId};
+use patchmix_export::graph::{Graph, GraphError, ValueId};
 use std::collections::HashMap;
-
-/// Whether gradients flow through input `index` of `op`.
-pub fn differentiable_input(op: &Op, index: usize) -> bool {
-    match op {
-        Op::StopGradient | Op::Greater | Op::Zeros { .. } | Op::ScatterNdAdd => false,
-        Op::Where => index > 0,
-        Op::Gather { .. } | Op::Pow => index == 0,
-        Op::Cast { to } => to.is_float(),
-        _ => true,
-    }
-}
 
 /// Appends the gradient of the scalar `loss` with respect to each of `wrt` and returns the
 /// gradient values (zeros for inputs the loss does not depend on).

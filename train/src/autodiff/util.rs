@@ -1,6 +1,8 @@
 //! Helpers shared by the gradient rules.
 
-use patchmix_export::graph::{DType, Graph, GraphError, Op, TensorData, ValueId};
+use patchmix_export::graph::{
+    DType, ElementwiseOp, Graph, GraphError, ShapeOp, TensorData, ValueId,
+};
 
 /// Row counts from which a leading-axes sum is emitted as a `MatMul` with a ones vector:
 /// ORT's CPU `ReduceSum` over the outer axis of a tall matrix is 2–3× slower than the GEMV
@@ -37,7 +39,7 @@ fn sum_rows_by_gemv(
     let ones = if dtype == const_type {
         ones
     } else {
-        g.op1(Op::Cast { to: dtype }, &[ones])?
+        g.op1(ElementwiseOp::Cast { to: dtype }, &[ones])?
     };
     let x2 = g.reshape(x, &[rows as i64, cols as i64])?;
     let s = g.matmul(ones, x2)?;
@@ -68,7 +70,7 @@ pub fn sum_grads(g: &mut Graph, list: &[ValueId]) -> Result<Option<ValueId>, Gra
 pub fn zeros_like(g: &mut Graph, like: ValueId) -> Result<ValueId, GraphError> {
     let shape: Vec<i64> = g.fixed_shape(like)?.iter().map(|&d| d as i64).collect();
     let dtype = g.dtype(like);
-    g.op1(Op::Zeros { shape, dtype }, &[])
+    g.op1(ShapeOp::Zeros { shape, dtype }, &[])
 }
 
 /// Reduces a broadcast gradient back to the shape of `target`: sums over the leading axes the

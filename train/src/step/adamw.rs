@@ -2,7 +2,7 @@
 //! `p ← p·(1 − lr·wd)` (decayed prefix only); `m ← β₁m + (1−β₁)g`; `v ← β₂v + (1−β₂)g²`;
 //! `p ← p − (lr/(1−β₁ᵗ))·m/(√v/√(1−β₂ᵗ) + eps)`.
 
-use patchmix_export::graph::{Graph, GraphError, Op, ValueId};
+use patchmix_export::graph::{ElementwiseOp, Graph, GraphError, ShapeOp, ValueId};
 
 /// AdamW's β₁.
 pub const BETA1: f64 = 0.9;
@@ -43,7 +43,7 @@ pub fn adamw(
         g.mul(p, factor)?
     } else {
         let parts = g.node(
-            Op::Split {
+            ShapeOp::Split {
                 axis: 0,
                 sizes: vec![decayed as i64, (total - decayed) as i64],
             },
@@ -51,7 +51,7 @@ pub fn adamw(
             2,
         )?;
         let dec = g.mul(parts[0], factor)?;
-        g.op1(Op::Concat { axis: 0 }, &[dec, parts[1]])?
+        g.op1(ShapeOp::Concat { axis: 0 }, &[dec, parts[1]])?
     };
     // Moments.
     let m1 = g.mul_scalar(m, BETA1)?;
@@ -64,13 +64,13 @@ pub fn adamw(
     // Bias corrections from t.
     let b1 = g.scalar_like(p, BETA1);
     let b2 = g.scalar_like(p, BETA2);
-    let b1t = g.op1(Op::Pow, &[b1, h.step])?;
-    let b2t = g.op1(Op::Pow, &[b2, h.step])?;
+    let b1t = g.op1(ElementwiseOp::Pow, &[b1, h.step])?;
+    let b2t = g.op1(ElementwiseOp::Pow, &[b2, h.step])?;
     let bc1 = g.sub(one, b1t)?;
     let bc2 = g.sub(one, b2t)?;
     let step_size = g.div(h.lr, bc1)?;
-    let bc2_sqrt = g.unary(Op::Sqrt, bc2)?;
-    let vs = g.unary(Op::Sqrt, v)?;
+    let bc2_sqrt = g.unary(ElementwiseOp::Sqrt, bc2)?;
+    let vs = g.unary(ElementwiseOp::Sqrt, v)?;
     let denom = g.div(vs, bc2_sqrt)?;
     let denom = g.add_scalar(denom, EPS)?;
     let ratio = g.div(m, denom)?;

@@ -1,7 +1,7 @@
 //! The projector and predictor MLPs with BatchNorm1d in training mode.
 
 use super::layout::Slot;
-use patchmix_export::graph::{Compute, Graph, GraphError, Op, ValueId};
+use patchmix_export::graph::{Compute, ElementwiseOp, Graph, GraphError, ShapeOp, ValueId};
 use std::collections::BTreeMap;
 
 /// PyTorch's BatchNorm1d epsilon.
@@ -36,8 +36,8 @@ pub fn batch_norm_train(
     let sq = g.mul(xc, xc)?;
     let var = g.reduce_mean(sq, &[0], true)?;
     let ve = g.add_scalar(var, BN_EPS)?;
-    let sd = g.unary(Op::Sqrt, ve)?;
-    let inv = g.unary(Op::Reciprocal, sd)?;
+    let sd = g.unary(ElementwiseOp::Sqrt, ve)?;
+    let inv = g.unary(ElementwiseOp::Reciprocal, sd)?;
     let mut y = g.mul(xc, inv)?;
     if let Some((w, bias)) = affine {
         y = g.mul(y, w)?;
@@ -98,7 +98,7 @@ pub fn mlp_head(
         };
         h = batch_norm_train(g, h, aff, &format!("{prefix}.{bi}"), stats)?;
         if i + 1 < layers.len() {
-            h = g.unary(Op::Relu, h)?;
+            h = g.unary(ElementwiseOp::Relu, h)?;
         }
     }
     Ok(h)
@@ -117,7 +117,7 @@ pub fn unflatten(
     for s in slots {
         let v = g.scoped(&s.name, |g| -> Result<ValueId, GraphError> {
             let sl = g.op1(
-                Op::Slice {
+                ShapeOp::Slice {
                     starts: vec![s.offset as i64],
                     ends: vec![(s.offset + s.len) as i64],
                     axes: vec![0],
@@ -152,5 +152,5 @@ pub fn flatten(g: &mut Graph, values: &[ValueId]) -> Result<ValueId, GraphError>
     if flat.len() == 1 {
         return Ok(flat[0]);
     }
-    g.op1(Op::Concat { axis: 0 }, &flat)
+    g.op1(ShapeOp::Concat { axis: 0 }, &flat)
 }

@@ -1,6 +1,6 @@
 //! The soft-target contrastive loss.
 
-use patchmix_export::graph::{Graph, GraphError, Op, ValueId};
+use patchmix_export::graph::{ElementwiseOp, Graph, GraphError, NnOp, ValueId};
 
 /// `F.normalize(x, dim=1)`: `x / max(‖x‖₂, 1e-12)` row-wise.
 ///
@@ -9,9 +9,9 @@ use patchmix_export::graph::{Graph, GraphError, Op, ValueId};
 pub fn l2_normalize(g: &mut Graph, x: ValueId) -> Result<ValueId, GraphError> {
     let sq = g.mul(x, x)?;
     let s = g.reduce_sum(sq, &[1], true)?;
-    let n = g.unary(Op::Sqrt, s)?;
+    let n = g.unary(ElementwiseOp::Sqrt, s)?;
     let eps = g.scalar_like(x, 1e-12);
-    let n = g.op1(Op::Max, &[n, eps])?;
+    let n = g.op1(ElementwiseOp::Max, &[n, eps])?;
     g.div(x, n)
 }
 
@@ -30,7 +30,7 @@ pub fn soft_ce(
     let qn = l2_normalize(g, q)?;
     let kn = l2_normalize(g, k)?;
     let sim = g.op1(
-        Op::Gemm {
+        NnOp::Gemm {
             trans_a: false,
             trans_b: true,
             alpha: 1.0,
@@ -39,7 +39,7 @@ pub fn soft_ce(
         &[qn, kn],
     )?;
     let logits = g.div(sim, tau)?;
-    let lsm = g.op1(Op::LogSoftmax { axis: 1 }, &[logits])?;
+    let lsm = g.op1(NnOp::LogSoftmax { axis: 1 }, &[logits])?;
     let t = g.mul(target, lsm)?;
     let s = g.reduce_sum(t, &[0, 1], false)?;
     g.mul_scalar(s, -1.0 / rows as f64)

@@ -2,7 +2,44 @@
 
 use super::{InGrads, OutGrads, dy0};
 use crate::autodiff::unbroadcast;
-use patchmix_export::graph::{Graph, GraphError, Node, Op, ValueId, norm_axis};
+use patchmix_export::graph::{ElementwiseOp, Graph, GraphError, NnOp, Node, ValueId, norm_axis};
+
+/// The gradient of a neural-network node.
+///
+/// # Errors
+/// [`GraphError::NotDifferentiable`] when no output gradient reached the node, or
+/// [`GraphError::Shape`] when a shape a rule needs is symbolic.
+pub fn gradient(
+    g: &mut Graph,
+    n: &Node,
+    op: &NnOp,
+    dy: OutGrads<'_>,
+    needs: &[bool],
+) -> Result<InGrads, GraphError> {
+    match op {
+        NnOp::MatMul => matmul(g, n, dy, needs),
+        NnOp::Gemm {
+            trans_a,
+            trans_b,
+            alpha,
+            beta,
+        } => gemm(g, n, (*trans_a, *trans_b, *alpha, *beta), dy, needs),
+        NnOp::Softmax { axis } => softmax(g, n, *axis, dy),
+        NnOp::LogSoftmax { axis } => log_softmax(g, n, *axis, dy),
+        NnOp::LayerNorm { axis, epsilon } => layer_norm(g, n, *axis, *epsilon, dy, needs),
+    }
+}
+
+/// Whether gradients flow through input `index` of a neural-network op (always).
+pub fn differentiable_input(op: &NnOp, _index: usize) -> bool {
+    match op {
+        NnOp::MatMul
+        | NnOp::Gemm { .. }
+        | NnOp::Softmax { .. }
+        | NnOp::LogSoftmax { .. }
+        | NnOp::LayerNorm { .. } => true,
+    }
+}
 
 fn swap_last_two(g: &mut Graph, x: ValueId) -> Result<ValueId, GraphError> {
     let r = g.shape(x).rank();
@@ -46,7 +83,7 @@ fn gemm2(
     alpha: f32,
 ) -> Result<ValueId, GraphError> {
     g.op1(
-        Op::Gemm {
+        NnOp::Gemm {
             trans_a: ta,
             trans_b: tb,
             alpha,
@@ -125,7 +162,7 @@ pub fn log_softmax(
     dy: OutGrads<'_>,
 ) -> Result<InGrads, GraphError> {
     let d = dy0(n, dy)?;
-    let sm = g.unary(Op::Exp, n.outputs[0])?;
+    let sm = g.unary(ElementwiseOp::Exp, n.outputs[0])?;
     let s = g.reduce_sum(d, &[axis], true)?;
     let t = g.mul(sm, s)?;
     Ok(vec![Some(g.sub(d, t)?)])
@@ -154,7 +191,7 @@ pub fn layer_norm(
             if g.dtype(v) == xt {
                 Ok(v)
             } else {
-                g.op1(Op::Cast { to: xt }, &[v])
+                g.op1(ElementwiseOp::Cast { to: xt }, &[v])
             }
         };
         (cast(g, n.outputs[1])?, cast(g, n.outputs[2])?)
@@ -164,8 +201,8 @@ pub fn layer_norm(
         let sq = g.mul(xc, xc)?;
         let var = g.reduce_mean(sq, &norm_axes, true)?;
         let ve = g.add_scalar(var, eps as f64)?;
-        let sd = g.unary(Op::Sqrt, ve)?;
-        (mean, g.unary(Op::Reciprocal, sd)?)
+        let sd = g.unary(ElementwiseOp::Sqrt, ve)?;
+        (mean, g.unary(ElementwiseOp::Reciprocal, sd)?)
     };
     let xc = g.sub(x, mean)?;
     let xhat = g.mul(xc, inv)?;

@@ -1,7 +1,31 @@
 //! Gradients of reductions: broadcast the output gradient back over the reduced axes.
 
 use super::{InGrads, OutGrads, dy0};
-use patchmix_export::graph::{Graph, GraphError, Node, Op, norm_axis};
+use patchmix_export::graph::{Graph, GraphError, Node, ReduceOp, ShapeOp, norm_axis};
+
+/// The gradient of a reduction.
+///
+/// # Errors
+/// [`GraphError::Shape`] when the input's shape is symbolic.
+pub fn gradient(
+    g: &mut Graph,
+    n: &Node,
+    op: &ReduceOp,
+    dy: OutGrads<'_>,
+    _needs: &[bool],
+) -> Result<InGrads, GraphError> {
+    match op {
+        ReduceOp::ReduceSum { axes, keepdims } => reduce(g, n, axes, *keepdims, false, dy),
+        ReduceOp::ReduceMean { axes, keepdims } => reduce(g, n, axes, *keepdims, true, dy),
+    }
+}
+
+/// Whether gradients flow through input `index` of a reduction (always: it has one input).
+pub fn differentiable_input(op: &ReduceOp, _index: usize) -> bool {
+    match op {
+        ReduceOp::ReduceSum { .. } | ReduceOp::ReduceMean { .. } => true,
+    }
+}
 
 pub fn reduce(
     g: &mut Graph,
@@ -36,5 +60,5 @@ pub fn reduce(
         d
     };
     let full: Vec<i64> = shape.iter().map(|&s| s as i64).collect();
-    Ok(vec![Some(g.op1(Op::Expand { shape: full }, &[d])?)])
+    Ok(vec![Some(g.op1(ShapeOp::Expand { shape: full }, &[d])?)])
 }

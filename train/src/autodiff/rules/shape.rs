@@ -1,8 +1,50 @@
 //! Gradients of shape ops: each maps the output gradient back onto the input layout.
 
-use super::{InGrads, OutGrads, dy0};
+use super::{InGrads, OutGrads, dy0, not_differentiable};
 use crate::autodiff::{unbroadcast, zeros_like};
-use patchmix_export::graph::{Graph, GraphError, Node, Op, norm_axis};
+use patchmix_export::graph::{Graph, GraphError, Node, ShapeOp, norm_axis};
+
+/// The gradient of a shape node.
+///
+/// # Errors
+/// [`GraphError::NotDifferentiable`] for ScatterNdAdd and Zeros, which pass none, and for the
+/// operands a rule does not support (negative pads, Gather off axis 0).
+pub fn gradient(
+    g: &mut Graph,
+    n: &Node,
+    op: &ShapeOp,
+    dy: OutGrads<'_>,
+    _needs: &[bool],
+) -> Result<InGrads, GraphError> {
+    match op {
+        ShapeOp::Reshape { .. } | ShapeOp::Unsqueeze { .. } => reshape_back(g, n, dy),
+        ShapeOp::Transpose { perm } => transpose(g, perm, dy),
+        ShapeOp::Slice { starts, ends, axes } => slice(g, n, starts, ends, axes, dy),
+        ShapeOp::Concat { axis } => concat(g, n, *axis, dy),
+        ShapeOp::Split { axis, .. } => split(g, n, *axis, dy),
+        ShapeOp::Pad { pads } => pad(g, n, pads, dy),
+        ShapeOp::Expand { .. } => expand(g, n, dy),
+        ShapeOp::Gather { axis } => gather(g, n, *axis, dy),
+        ShapeOp::ScatterNdAdd | ShapeOp::Zeros { .. } => Err(not_differentiable(n)),
+    }
+}
+
+/// Whether gradients flow through input `index` of a shape op.
+pub fn differentiable_input(op: &ShapeOp, index: usize) -> bool {
+    match op {
+        ShapeOp::ScatterNdAdd | ShapeOp::Zeros { .. } => false,
+        // The indices are integers.
+        ShapeOp::Gather { .. } => index == 0,
+        ShapeOp::Reshape { .. }
+        | ShapeOp::Transpose { .. }
+        | ShapeOp::Slice { .. }
+        | ShapeOp::Concat { .. }
+        | ShapeOp::Split { .. }
+        | ShapeOp::Pad { .. }
+        | ShapeOp::Expand { .. }
+        | ShapeOp::Unsqueeze { .. } => true,
+    }
+}
 
 fn fixed_i64(g: &Graph, v: patchmix_export::graph::ValueId) -> Result<Vec<i64>, GraphError> {
     Ok(g.fixed_shape(v)?.iter().map(|&d| d as i64).collect())
@@ -50,7 +92,7 @@ pub fn slice(
         pads[a] = s;
         pads[a + rank] = dim - e;
     }
-    Ok(vec![Some(g.op1(Op::Pad { pads }, &[d])?)])
+    Ok(vec![Some(g.op1(ShapeOp::Pad { pads }, &[d])?)])
 }
 
 /// Concat: slice each input's part out of the gradient.
@@ -63,7 +105,7 @@ pub fn concat(g: &mut Graph, n: &Node, axis: i64, dy: OutGrads<'_>) -> Result<In
     for &x in &n.inputs {
         let len = g.fixed_shape(x)?[a] as i64;
         out.push(Some(g.op1(
-            Op::Slice {
+            ShapeOp::Slice {
                 starts: vec![offset],
                 ends: vec![offset + len],
                 axes: vec![a as i64],
@@ -84,7 +126,7 @@ pub fn split(g: &mut Graph, n: &Node, axis: i64, dy: OutGrads<'_>) -> Result<InG
             None => zeros_like(g, n.outputs[i])?,
         });
     }
-    Ok(vec![Some(g.op1(Op::Concat { axis }, &parts)?)])
+    Ok(vec![Some(g.op1(ShapeOp::Concat { axis }, &parts)?)])
 }
 
 /// Pad (non-negative pads): slice the gradient back.
@@ -108,7 +150,9 @@ pub fn pad(g: &mut Graph, n: &Node, pads: &[i64], dy: OutGrads<'_>) -> Result<In
     if axes.is_empty() {
         return Ok(vec![Some(d)]);
     }
-    Ok(vec![Some(g.op1(Op::Slice { starts, ends, axes }, &[d])?)])
+    Ok(vec![Some(
+        g.op1(ShapeOp::Slice { starts, ends, axes }, &[d])?,
+    )])
 }
 
 /// Expand: sum the gradient over the broadcast axes.
@@ -131,5 +175,8 @@ pub fn gather(g: &mut Graph, n: &Node, axis: i64, dy: OutGrads<'_>) -> Result<In
     ishape.push(1);
     let idx = g.reshape(idx, &ishape)?;
     let zeros = zeros_like(g, data)?;
-    Ok(vec![Some(g.op1(Op::ScatterNdAdd, &[zeros, idx, d])?), None])
+    Ok(vec![
+        Some(g.op1(ShapeOp::ScatterNdAdd, &[zeros, idx, d])?),
+        None,
+    ])
 }

@@ -3,7 +3,7 @@
 
 use super::super::heads::unflatten;
 use super::super::layout::StateLayout;
-use patchmix_export::graph::{Graph, GraphError, Op, ValueId};
+use patchmix_export::graph::{Graph, GraphError, ShapeOp, ValueId};
 use std::collections::BTreeMap;
 
 /// The momentum encoder's parameters after this step's EMA update.
@@ -38,7 +38,7 @@ pub(crate) fn ema_update(
             layout.ema_plain as i64,
         );
         let a = g.op1(
-            Op::Slice {
+            ShapeOp::Slice {
                 starts: vec![0],
                 ends: vec![ed],
                 axes: vec![0],
@@ -46,14 +46,14 @@ pub(crate) fn ema_update(
             &[params],
         )?;
         let c = g.op1(
-            Op::Slice {
+            ShapeOp::Slice {
                 starts: vec![pd],
                 ends: vec![pd + ep],
                 axes: vec![0],
             },
             &[params],
         )?;
-        let base = g.op1(Op::Concat { axis: 0 }, &[a, c])?;
+        let base = g.op1(ShapeOp::Concat { axis: 0 }, &[a, c])?;
         let kept = g.mul(momentum_params, mu)?;
         let one = g.scalar_like(mu, 1.0);
         let w = g.sub(one, mu)?;

@@ -2,7 +2,7 @@
 //! giving its CLS features.
 
 use super::super::config::StepConfig;
-use patchmix_export::graph::{Compute, Graph, GraphError, Op, ValueId};
+use patchmix_export::graph::{Compute, Graph, GraphError, ShapeOp, ValueId};
 use patchmix_export::vit::{ForwardOptions, VitConfig, encoder_forward, resized_pos_embed};
 use std::collections::BTreeMap;
 
@@ -102,7 +102,7 @@ impl<'a> Encoders<'a> {
         };
         let n = 2 * self.cfg.vit.depth;
         let parts = g.node(
-            Op::Split {
+            ShapeOp::Split {
                 axis: 0,
                 sizes: vec![1; n],
             },

@@ -3,7 +3,7 @@
 //! optimizer, and a step whose gradient overflowed leaves the state as it was.
 
 use crate::autodiff::sum_all;
-use patchmix_export::graph::{DType, Graph, GraphError, Op, ValueId};
+use patchmix_export::graph::{DType, ElementwiseOp, Graph, GraphError, ValueId};
 
 /// The seed of the backward pass: `loss·scale` (scope `loss_scale`), or the loss itself
 /// without loss scaling.
@@ -50,14 +50,14 @@ pub(crate) fn unscale(
         });
     };
     g.scoped("unscale", |g| {
-        let inv = g.unary(Op::Reciprocal, s)?;
+        let inv = g.unary(ElementwiseOp::Reciprocal, s)?;
         let unscaled = g.mul(grad, inv)?;
         // Σg − Σg is 0 when every gradient is finite and NaN otherwise (an Inf or NaN
         // anywhere makes the sum Inf or NaN); 1 > NaN is false.
         let sum = sum_all(g, unscaled)?;
         let zero_if_finite = g.sub(sum, sum)?;
         let one = g.scalar_like(sum, 1.0);
-        let finite = g.op1(Op::Greater, &[one, zero_if_finite])?;
+        let finite = g.op1(ElementwiseOp::Greater, &[one, zero_if_finite])?;
         Ok(Gradient {
             flat: unscaled,
             finite: Some(finite),
@@ -81,9 +81,9 @@ pub(crate) fn skip_if_overflow<const N: usize>(
     g.scoped("skip_if_overflow", |g| {
         let mut kept = [finite; N];
         for (slot, (updated, old)) in kept.iter_mut().zip(pairs) {
-            *slot = g.op1(Op::Where, &[finite, updated, old])?;
+            *slot = g.op1(ElementwiseOp::Where, &[finite, updated, old])?;
         }
-        let flag = g.op1(Op::Cast { to: DType::F32 }, &[finite])?;
+        let flag = g.op1(ElementwiseOp::Cast { to: DType::F32 }, &[finite])?;
         Ok((kept, flag))
     })
 }

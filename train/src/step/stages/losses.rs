@@ -2,7 +2,7 @@
 
 use super::super::loss::soft_ce;
 use super::passes::Embeddings;
-use patchmix_export::graph::{Graph, GraphError, Op, ValueId};
+use patchmix_export::graph::{Graph, GraphError, ShapeOp, ValueId};
 
 /// The loss values of a step (scalars).
 #[derive(Clone, Copy, Debug)]
@@ -54,7 +54,7 @@ pub(crate) fn patchmix_losses(
                 if n == 1 {
                     Ok(t)
                 } else {
-                    g.op1(Op::Concat { axis: 0 }, &vec![t; n])
+                    g.op1(ShapeOp::Concat { axis: 0 }, &vec![t; n])
                 }
             };
             let eye_n = tile(g, targets[0])?;

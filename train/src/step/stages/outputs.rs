@@ -6,7 +6,7 @@ use super::super::names;
 use super::ema::MomentumParams;
 use super::losses::LossValues;
 use super::optimizer::OptimizerUpdate;
-use patchmix_export::graph::{Graph, GraphError, Op, ValueKind};
+use patchmix_export::graph::{ElementwiseOp, Graph, GraphError, ValueKind};
 
 /// Flattens the running statistics (scope `buffers_out`) and declares the outputs: the
 /// updated state ([`names::STATE_OUTPUTS`]; an unchanged input goes out through an
@@ -50,7 +50,7 @@ pub(crate) fn declare_outputs(
     for (name, v) in names::STATE_OUTPUTS.iter().zip(outs) {
         if let Some(v) = v {
             let v = if g.value(v).kind == ValueKind::Input {
-                g.op1(Op::Identity, &[v])?
+                g.op1(ElementwiseOp::Identity, &[v])?
             } else {
                 v
             };
