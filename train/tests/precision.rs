@@ -3,11 +3,12 @@
 
 use patchmix_export::graph::{Compute, DType};
 use patchmix_export::vit::VitConfig;
-use patchmix_train::session::{HostState, Losses, SessionOptions, StepSession};
+use patchmix_train::session::{SessionOptions, StepSession};
 use patchmix_train::step::{
     Frame, INIT_SCALE, LossScaler, Precision, PreparedBatch, StepConfig, build_step,
     build_step_with, init_state, prepare_batch,
 };
+use patchmix_train::step::{HostState, Losses};
 use rand::{RngExt, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 

@@ -14,7 +14,7 @@
 
 use super::config::PretrainConfig;
 use super::error::{PretrainError, StateDictError};
-use crate::session::HostState;
+use crate::step::HostState;
 use crate::step::{LossScaler, StateLayout, StepConfig, from_named, to_named};
 use ndarray::ArrayD;
 use patchmix_export::atomic::write_atomic;

@@ -3,10 +3,82 @@
 //! saved with every checkpoint.
 
 use crate::device::Device;
+use crate::step::StepConfigError;
 use crate::step::{Frame, LocalCrops, Precision, StepConfig, TargetSmoothing};
-use patchmix_export::vit::{VitConfig, VitPreset};
+use patchmix_export::vit::{VitConfig, VitConfigError, VitPreset};
 use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
+
+/// Why a pretraining configuration cannot be used. Each displays as one line naming the file,
+/// the field or the preset.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ConfigError {
+    /// No built-in preset has this name.
+    #[error("unknown preset `{name}`; known presets: {}", PRESETS.join(", "))]
+    UnknownPreset {
+        /// The name asked for.
+        name: String,
+    },
+    /// The config file cannot be read.
+    #[error("cannot read config {}: {source}", path.display())]
+    Read {
+        /// The file.
+        path: PathBuf,
+        /// The cause.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The config file is not TOML.
+    #[error("config {}: invalid TOML: {source}", path.display())]
+    Toml {
+        /// The file.
+        path: PathBuf,
+        /// The parser's message.
+        #[source]
+        source: toml::de::Error,
+    },
+    /// The config file sets a field that no configuration has.
+    #[error("config {}: unknown field `{field}`", path.display())]
+    UnknownField {
+        /// The file.
+        path: PathBuf,
+        /// The field.
+        field: String,
+    },
+    /// A field of the config file has the wrong type or value, or its preset is unknown.
+    #[error("config {}: {message}", path.display())]
+    InFile {
+        /// The file.
+        path: PathBuf,
+        /// What is wrong.
+        message: String,
+    },
+    /// The preset could not be turned into a TOML table (a bug, reported rather than hidden).
+    #[error("cannot represent the preset as TOML: {0}")]
+    Serialize(#[from] toml::ser::Error),
+    /// The encoder architecture does not fit.
+    #[error(transparent)]
+    Vit(#[from] VitConfigError),
+    /// The step (heads, batch, mixing, crops) does not fit.
+    #[error(transparent)]
+    Step(#[from] StepConfigError),
+    /// A field is out of range (the message names it and what it must be).
+    #[error("{message}")]
+    Invalid {
+        /// The field.
+        field: &'static str,
+        /// The field, its value and what it must be.
+        message: String,
+    },
+}
+
+fn invalid(field: &'static str, message: impl Into<String>) -> ConfigError {
+    ConfigError::Invalid {
+        field,
+        message: message.into(),
+    }
+}
 
 /// A fully resolved pretraining configuration.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -178,7 +250,7 @@ impl PretrainConfig {
     ///
     /// # Errors
     /// An unknown name, listing the known ones.
-    pub fn preset(name: &str) -> Result<PretrainConfig, String> {
+    pub fn preset(name: &str) -> Result<PretrainConfig, ConfigError> {
         let mut c = match name {
             "cifar10-vit-tiny" => cifar_tiny("data/cifar-10-batches-bin:train"),
             "cifar100-vit-tiny" => cifar_tiny("data/cifar-100-binary:train"),
@@ -256,10 +328,7 @@ impl PretrainConfig {
                 ..cifar_tiny("synthetic:64")
             },
             other => {
-                return Err(format!(
-                    "unknown preset `{other}`; known presets: {}",
-                    PRESETS.join(", ")
-                ));
+                return Err(ConfigError::UnknownPreset { name: other.into() });
             }
         };
         c.preset = name.to_string();
@@ -270,7 +339,7 @@ impl PretrainConfig {
     ///
     /// # Errors
     /// An unreadable file, invalid TOML, an unknown field or preset — each naming the file.
-    pub fn from_toml_file(path: &Path) -> Result<PretrainConfig, String> {
+    pub fn from_toml_file(path: &Path) -> Result<PretrainConfig, ConfigError> {
         Self::from_toml_file_with_fields(path).map(|(c, _)| c)
     }
 
@@ -281,29 +350,40 @@ impl PretrainConfig {
     /// As [`PretrainConfig::from_toml_file`].
     pub fn from_toml_file_with_fields(
         path: &Path,
-    ) -> Result<(PretrainConfig, Vec<String>), String> {
-        let text = std::fs::read_to_string(path)
-            .map_err(|e| format!("cannot read config {}: {e}", path.display()))?;
-        let table: toml::Table = text
-            .parse()
-            .map_err(|e| format!("config {}: invalid TOML: {e}", path.display()))?;
+    ) -> Result<(PretrainConfig, Vec<String>), ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.into(),
+            source,
+        })?;
+        let table: toml::Table = text.parse().map_err(|source| ConfigError::Toml {
+            path: path.into(),
+            source,
+        })?;
         let preset = table
             .get("preset")
             .and_then(|v| v.as_str())
             .unwrap_or("demo");
-        let base = PretrainConfig::preset(preset)
-            .map_err(|e| format!("config {}: {e}", path.display()))?;
-        let mut merged = toml::Table::try_from(&base).map_err(|e| e.to_string())?;
+        let base = PretrainConfig::preset(preset).map_err(|e| ConfigError::InFile {
+            path: path.into(),
+            message: e.to_string(),
+        })?;
+        let mut merged = toml::Table::try_from(&base)?;
         let fields: Vec<String> = table.keys().cloned().collect();
         for (k, v) in table {
             if !merged.contains_key(&k) && !OPTIONAL_FIELDS.contains(&k.as_str()) {
-                return Err(format!("config {}: unknown field `{k}`", path.display()));
+                return Err(ConfigError::UnknownField {
+                    path: path.into(),
+                    field: k,
+                });
             }
             merged.insert(k, v);
         }
         let config = merged
             .try_into()
-            .map_err(|e: toml::de::Error| format!("config {}: {}", path.display(), e.message()))?;
+            .map_err(|e: toml::de::Error| ConfigError::InFile {
+                path: path.into(),
+                message: e.message().to_string(),
+            })?;
         Ok((config, fields))
     }
 
@@ -311,7 +391,7 @@ impl PretrainConfig {
     ///
     /// # Errors
     /// An unknown architecture or sizes that do not fit.
-    pub fn vit(&self) -> Result<VitConfig, String> {
+    pub fn vit(&self) -> Result<VitConfig, ConfigError> {
         let preset: VitPreset = self.arch.parse()?;
         let v = preset.with_overrides(self.img, self.patch, self.dim, self.depth, self.heads);
         v.validate()?;
@@ -322,7 +402,7 @@ impl PretrainConfig {
     ///
     /// # Errors
     /// As [`PretrainConfig::validate`].
-    pub fn step_config(&self) -> Result<StepConfig, String> {
+    pub fn step_config(&self) -> Result<StepConfig, ConfigError> {
         let s = StepConfig {
             vit: self.vit()?,
             hidden: self.hidden,
@@ -341,61 +421,78 @@ impl PretrainConfig {
         Ok(s)
     }
 
-    /// Checks every field, with messages that name the field and what to do.
+    /// Checks every field, with messages that name the field and what to do. A batch smaller
+    /// than 2m−1 is allowed (the repeated mix-to-mix targets are accumulated) and logged as a
+    /// warning.
     ///
     /// # Errors
     /// The first problem found.
-    pub fn validate(&self) -> Result<(), String> {
+    pub fn validate(&self) -> Result<(), ConfigError> {
         let s = self.step_config()?;
         if self.batch < 2 * self.mix - 1 {
-            eprintln!(
-                "warning: batch {} < 2m−1 = {}: mix-to-mix targets repeat (they are accumulated, see patchmix-core)",
+            log::warn!(
+                "batch {} < 2m−1 = {}: mix-to-mix targets repeat (they are accumulated, see patchmix-core)",
                 self.batch,
                 2 * self.mix - 1
             );
         }
         if self.epochs == 0 {
-            return Err("epochs must be ≥ 1".into());
+            return Err(invalid("epochs", "epochs must be ≥ 1"));
         }
         if self.warmup_epochs > self.epochs {
-            return Err(format!(
-                "warmup_epochs {} exceeds epochs {}",
-                self.warmup_epochs, self.epochs
+            return Err(invalid(
+                "warmup_epochs",
+                format!(
+                    "warmup_epochs {} exceeds epochs {}",
+                    self.warmup_epochs, self.epochs
+                ),
             ));
         }
         if !(self.base_lr > 0.0 && self.base_lr.is_finite()) {
-            return Err(format!(
-                "base_lr {} must be a positive number",
-                self.base_lr
+            return Err(invalid(
+                "base_lr",
+                format!("base_lr {} must be a positive number", self.base_lr),
             ));
         }
         if !(0.0 < self.min_crop && self.min_crop <= 1.0) {
-            return Err(format!("min_crop {} must be in (0, 1]", self.min_crop));
+            return Err(invalid(
+                "min_crop",
+                format!("min_crop {} must be in (0, 1]", self.min_crop),
+            ));
         }
         if !(self.temperature > 0.0 && self.warmup_temperature > 0.0) {
-            return Err("temperatures must be > 0".into());
+            return Err(invalid("temperature", "temperatures must be > 0"));
         }
         if !(0.0..1.0).contains(&self.smoothing) {
-            return Err(format!("smoothing {} must be in [0, 1)", self.smoothing));
+            return Err(invalid(
+                "smoothing",
+                format!("smoothing {} must be in [0, 1)", self.smoothing),
+            ));
         }
         if !(0.0..1.0).contains(&self.src_smoothing) {
-            return Err(format!(
-                "src_smoothing {} must be in [0, 1)",
-                self.src_smoothing
+            return Err(invalid(
+                "src_smoothing",
+                format!("src_smoothing {} must be in [0, 1)", self.src_smoothing),
             ));
         }
         if let Some(gc) = self.global_crop
             && !(self.min_crop < gc && gc < 1.0)
         {
-            return Err(format!(
-                "global_crop {gc} must be in (min_crop = {}, 1): local crops take scale (min_crop, global_crop), global views (global_crop, 1)",
-                self.min_crop
+            return Err(invalid(
+                "global_crop",
+                format!(
+                    "global_crop {gc} must be in (min_crop = {}, 1): local crops take scale (min_crop, global_crop), global views (global_crop, 1)",
+                    self.min_crop
+                ),
             ));
         }
         if self.local_crops > 64 {
-            return Err(format!(
-                "local_crops = {} is too many (at most 64)",
-                self.local_crops
+            return Err(invalid(
+                "local_crops",
+                format!(
+                    "local_crops = {} is too many (at most 64)",
+                    self.local_crops
+                ),
             ));
         }
         let _ = s;
@@ -454,7 +551,20 @@ mod tests {
             ..c.clone()
         };
         let e = bad.validate().unwrap_err();
-        assert!(e.contains("src_smoothing 1 must be in [0, 1)"), "{e}");
+        assert!(
+            matches!(
+                e,
+                ConfigError::Invalid {
+                    field: "src_smoothing",
+                    ..
+                }
+            ),
+            "{e:?}"
+        );
+        assert!(
+            e.to_string().contains("src_smoothing 1 must be in [0, 1)"),
+            "{e}"
+        );
         // A configuration saved before the field existed ran with 0, and reads as 0.
         let mut old = serde_json::to_value(&c).unwrap();
         old.as_object_mut().unwrap().remove("src_smoothing");

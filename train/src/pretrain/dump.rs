@@ -19,7 +19,9 @@
 //! compares its losses, gradients and updated state with the engine's.
 
 use super::checkpoint::state_dict;
+use super::error::PretrainError;
 use super::run::Trainer;
+use crate::step::Losses;
 use ndarray::ArrayD;
 use patchmix_export::weights::{IntStateDict, StateDict, save_safetensors_with_ints};
 use std::path::Path;
@@ -41,24 +43,24 @@ fn step_config_json(
 ///
 /// # Errors
 /// Data, engine or I/O errors, naming the file.
-pub fn dump_step(t: &mut Trainer, dir: &Path) -> Result<crate::session::Losses, String> {
-    std::fs::create_dir_all(dir).map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
+pub fn dump_step(t: &mut Trainer, dir: &Path) -> Result<Losses, PretrainError> {
+    std::fs::create_dir_all(dir).map_err(|e| PretrainError::io("create", dir, e))?;
     let step = t.session.step_graph().clone();
     let sc = &step.config;
     let config_path = dir.join("step_config.json");
-    let config_json = step_config_json(sc, &t.cfg)
-        .map_err(|e| format!("cannot serialise the step configuration: {e}"))?;
+    let config_json = step_config_json(sc, &t.cfg).map_err(|source| PretrainError::Json {
+        path: config_path.clone(),
+        source,
+    })?;
     patchmix_export::atomic::write_atomic(&config_path, config_json.as_bytes())
-        .map_err(|e| format!("cannot write {}: {e}", config_path.display()))?;
+        .map_err(|e| PretrainError::io("write", &config_path, e))?;
     let before = t.host()?;
     let (f, i) = state_dict(sc, &step.layout, &before);
-    save_safetensors_with_ints(dir.join("before.safetensors"), &f, &i, None)
-        .map_err(|e| e.to_string())?;
+    save_safetensors_with_ints(dir.join("before.safetensors"), &f, &i, None)?;
 
     let batch = t
         .loader
-        .batch(t.progress.epoch, t.progress.step_in_epoch as usize)
-        .map_err(|e| e.to_string())?;
+        .batch(t.progress.epoch, t.progress.step_in_epoch as usize)?;
     let (v1, v2, local) = super::run::raw_views(batch);
     let (b, s) = t.prepare(v1, v2, local)?;
     let l = t.run_prepared(&b, &s)?;
@@ -67,8 +69,7 @@ pub fn dump_step(t: &mut Trainer, dir: &Path) -> Result<crate::session::Losses, 
 
     let after = t.host()?;
     let (f, i) = state_dict(sc, &step.layout, &after);
-    save_safetensors_with_ints(dir.join("after.safetensors"), &f, &i, None)
-        .map_err(|e| e.to_string())?;
+    save_safetensors_with_ints(dir.join("after.safetensors"), &f, &i, None)?;
 
     let (bsz, img) = (sc.batch, sc.vit.img);
     let mut inputs = StateDict::new();
@@ -110,8 +111,7 @@ pub fn dump_step(t: &mut Trainer, dir: &Path) -> Result<crate::session::Losses, 
                 .expect("shape"),
         );
     }
-    save_safetensors_with_ints(dir.join("inputs.safetensors"), &inputs, &ints, None)
-        .map_err(|e| e.to_string())?;
+    save_safetensors_with_ints(dir.join("inputs.safetensors"), &inputs, &ints, None)?;
     let json = if sc.local.is_some() {
         serde_json::json!({"src": l.src, "mix": l.mix, "mix2": l.mix2, "multi": l.multi, "multi_mix": l.multi_mix, "total": l.total})
     } else {
@@ -123,6 +123,6 @@ pub fn dump_step(t: &mut Trainer, dir: &Path) -> Result<crate::session::Losses, 
             .unwrap_or_default()
             .as_bytes(),
     )
-    .map_err(|e| format!("cannot write {}: {e}", dir.join("losses.json").display()))?;
+    .map_err(|e| PretrainError::io("write", &dir.join("losses.json"), e))?;
     Ok(l)
 }

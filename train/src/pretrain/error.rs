@@ -18,8 +18,8 @@ use std::path::{Path, PathBuf};
 #[non_exhaustive]
 pub enum PretrainError {
     /// The configuration is unusable (the message says which setting and why).
-    #[error("{0}")]
-    Config(String),
+    #[error(transparent)]
+    Config(#[from] super::config::ConfigError),
     /// The resolved configuration could not be written as TOML.
     #[error("cannot write the configuration as TOML: {0}")]
     ConfigToml(#[from] toml::ser::Error),
@@ -50,8 +50,8 @@ pub enum PretrainError {
     #[error("the batch preparation thread panicked")]
     PreparationPanicked,
     /// A step's PatchMix inputs could not be prepared.
-    #[error("{0}")]
-    Prepare(String),
+    #[error(transparent)]
+    Prepare(#[from] crate::step::BatchError),
     /// A schedule (learning rate, weight decay, temperature, momentum) has invalid parameters.
     #[error(transparent)]
     Schedule(#[from] patchmix_core::Error),
@@ -204,13 +204,6 @@ impl PretrainError {
             path: path.to_path_buf(),
             source,
         }
-    }
-}
-
-/// For callers that still report errors as text (`?` into `Result<_, String>`).
-impl From<PretrainError> for String {
-    fn from(e: PretrainError) -> String {
-        e.to_string()
     }
 }
 

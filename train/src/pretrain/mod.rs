@@ -10,6 +10,6 @@ pub mod metrics;
 pub mod monitor;
 pub mod run;
 
-pub use config::{PRESETS, PretrainConfig};
+pub use config::{ConfigError, PRESETS, PretrainConfig};
 pub use error::{PretrainError, StateDictError};
 pub use run::{RunOptions, RunSummary, Trainer, run_pretrain};

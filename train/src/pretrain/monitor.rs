@@ -2,7 +2,7 @@
 //! features (DINO's protocol) on a held-out split, through an exported ONNX encoder in ORT.
 
 use super::error::PretrainError;
-use crate::session::HostState;
+use crate::step::HostState;
 use crate::step::{StateLayout, to_named};
 use ndarray::Array4;
 use patchmix_export::data::{Dataset, Preprocess};

@@ -10,7 +10,9 @@ use super::metrics::{
 use super::monitor::{encoder_weights, knn_eval, ort_encoder};
 use crate::augment::{AugmentConfig, MultiCrop, Pipeline};
 use crate::data::{Loader, LoaderConfig};
-use crate::session::{DeviceOptions, HostState, Losses, SessionOptions, StepSession};
+use crate::device::DeviceOptions;
+use crate::session::{SessionOptions, StepSession};
+use crate::step::{HostState, Losses};
 use crate::step::{
     Precision, PreparedBatch, StepConfig, StepGraph, build_step, init_state,
     prepare_batch_with_local,
@@ -101,11 +103,6 @@ fn open_dataset(spec: &str) -> Result<Dataset, PretrainError> {
     Ok(Dataset::open(&r)?)
 }
 
-/// A configuration error (the message of `config`'s checks).
-fn config_err(e: impl std::fmt::Display) -> PretrainError {
-    PretrainError::Config(e.to_string())
-}
-
 fn check_run_dir(dir: &Path) -> Result<(), PretrainError> {
     std::fs::create_dir_all(dir).map_err(|source| PretrainError::CreateOutDir {
         path: dir.to_path_buf(),
@@ -175,8 +172,7 @@ pub fn prepare_step_inputs(
 ) -> Result<(PreparedBatch, Scalars), PretrainError> {
     let s = scalars(cfg, steps_per_epoch, epoch, global_step)?;
     let seed = step_seed(cfg.seed, global_step);
-    let b = prepare_batch_with_local(sc, view1, view2, local, seed, cfg.target_smoothing())
-        .map_err(|e| PretrainError::Prepare(e.to_string()))?;
+    let b = prepare_batch_with_local(sc, view1, view2, local, seed, cfg.target_smoothing())?;
     Ok((b, s))
 }
 
@@ -198,9 +194,9 @@ impl Trainer {
     /// # Errors
     /// Any setup problem, as a one-line message.
     pub fn new(cfg: &PretrainConfig, opts: &RunOptions) -> Result<Trainer, PretrainError> {
-        cfg.validate().map_err(config_err)?;
+        cfg.validate()?;
         check_run_dir(&cfg.out_dir)?;
-        let sc = cfg.step_config().map_err(config_err)?;
+        let sc = cfg.step_config()?;
         let ds = open_dataset(&cfg.data)?;
         if let Some((w, h)) = ds.image_size()
             && w != h
@@ -254,7 +250,7 @@ impl Trainer {
         let (state, progress) = match resume_dir {
             Some(dir) => {
                 let (h, p) = read_checkpoint(&dir, &step.layout)?;
-                if p.config.step_config().map_err(config_err)? != sc {
+                if p.config.step_config()? != sc {
                     return Err(PretrainError::CheckpointMismatch { dir });
                 }
                 log::info!(
@@ -388,7 +384,7 @@ pub fn run_pretrain(cfg: &PretrainConfig, opts: &RunOptions) -> Result<RunSummar
         None => None,
     };
     let spe = t.loader.steps_per_epoch() as u64;
-    let vit = cfg.vit().map_err(config_err)?;
+    let vit = cfg.vit()?;
     let mut last = None;
     let mut consecutive_skips = 0u32;
     let max_steps = cfg.max_steps.unwrap_or(u64::MAX);

@@ -26,13 +26,8 @@ mod reproducer;
 pub use builder::SessionOptions;
 pub use error::{EngineError, InputMismatch, ReproducerIo};
 
-/// The device settings of a step session (they live with the device code).
-pub use crate::device::DeviceOptions;
-/// The host types the session speaks (they live with the step).
-pub use crate::step::{HostState, Losses, StepInputs};
-
-use crate::device::{self, Placement};
-use crate::step::{LossScaler, StepGraph};
+use crate::device::{self, DeviceOptions, Placement};
+use crate::step::{HostState, LossScaler, Losses, StepGraph, StepInputs};
 use binding::Bound;
 use feeds::StepIo;
 use ort::session::Session;

@@ -10,6 +10,51 @@ use patchmix_core::{
 use rand::{RngExt, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
+/// Why a step's inputs cannot be prepared from a batch.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum BatchError {
+    /// The two views do not have the step's B·3·H·W values.
+    #[error("views have {view1} and {view2} values, expected {want} (B={batch}, 3×{img}×{img})")]
+    ViewSize {
+        /// Values in view 1.
+        view1: usize,
+        /// Values in view 2.
+        view2: usize,
+        /// The step's B·3·H·W.
+        want: usize,
+        /// The step's batch.
+        batch: usize,
+        /// The step's image side.
+        img: usize,
+    },
+    /// The step was built with local crops and the batch has none.
+    #[error("the step has local crops but the batch has none")]
+    MissingLocalCrops,
+    /// The batch has local crops and the step was built without them.
+    #[error("the batch has local crops but the step was built without them")]
+    UnexpectedLocalCrops,
+    /// The local crops do not have n·B·3·l·l values.
+    #[error(
+        "local crops have {got} values, expected {want} ({count} crops × B={batch} × 3×{img}×{img})"
+    )]
+    LocalSize {
+        /// Values given.
+        got: usize,
+        /// Values expected.
+        want: usize,
+        /// Crops per image.
+        count: usize,
+        /// The step's batch.
+        batch: usize,
+        /// The crops' side.
+        img: usize,
+    },
+    /// The core rejected the mixing geometry or the label smoothing.
+    #[error(transparent)]
+    Core(#[from] patchmix_core::Error),
+}
+
 /// The label smoothing of a step's soft targets: `src` for the view-to-view target
 /// (`target_src`, which the multi-crop term shares), `mix` for the mix-to-origin and
 /// mix-to-mix targets. Smoothing `s` puts `s/N` on every entry and `(1 − s)` times the target's
@@ -91,7 +136,7 @@ pub fn prepare_batch(
     view2: Vec<f32>,
     seed: u64,
     smoothing: impl Into<TargetSmoothing>,
-) -> Result<PreparedBatch, String> {
+) -> Result<PreparedBatch, BatchError> {
     prepare_batch_with_local(cfg, view1, view2, None, seed, smoothing)
 }
 
@@ -108,65 +153,60 @@ pub fn prepare_batch_with_local(
     local: Option<Vec<f32>>,
     seed: u64,
     smoothing: impl Into<TargetSmoothing>,
-) -> Result<PreparedBatch, String> {
+) -> Result<PreparedBatch, BatchError> {
     let smoothing = smoothing.into();
     let (b, img, grid) = (cfg.batch, cfg.vit.img, cfg.vit.grid());
     let len = b * 3 * img * img;
     if view1.len() != len || view2.len() != len {
-        return Err(format!(
-            "views have {} and {} values, expected {len} (B={b}, 3×{img}×{img})",
-            view1.len(),
-            view2.len()
-        ));
+        return Err(BatchError::ViewSize {
+            view1: view1.len(),
+            view2: view2.len(),
+            want: len,
+            batch: b,
+            img,
+        });
     }
     let mut rng = ChaCha8Rng::seed_from_u64(seed);
     let shape = ImageShape::square(3, img);
     let mut mixed = Vec::with_capacity(2);
     let mut perms = Vec::with_capacity(2);
     for view in [&view1, &view2] {
-        let plan =
-            MixPlan::from_seed(b, grid, cfg.mix, rng.random::<u64>()).map_err(|e| e.to_string())?;
+        let plan = MixPlan::from_seed(b, grid, cfg.mix, rng.random::<u64>())?;
         let mut out = vec![0.0f32; len];
-        plan.apply_nchw(shape, view, &mut out)
-            .map_err(|e| e.to_string())?;
+        plan.apply_nchw(shape, view, &mut out)?;
         perms.push(plan.perm().to_vec());
         mixed.push(out);
     }
     let local = match (&cfg.local, local) {
         (None, None) => None,
-        (Some(_), None) => return Err("the step has local crops but the batch has none".into()),
-        (None, Some(_)) => {
-            return Err("the batch has local crops but the step was built without them".into());
-        }
+        (Some(_), None) => return Err(BatchError::MissingLocalCrops),
+        (None, Some(_)) => return Err(BatchError::UnexpectedLocalCrops),
         (Some(lc), Some(crops)) => {
             let per = 3 * lc.img * lc.img;
             if crops.len() != lc.count * b * per {
-                return Err(format!(
-                    "local crops have {} values, expected {} ({} crops × B={b} × 3×{}×{})",
-                    crops.len(),
-                    lc.count * b * per,
-                    lc.count,
-                    lc.img,
-                    lc.img
-                ));
+                return Err(BatchError::LocalSize {
+                    got: crops.len(),
+                    want: lc.count * b * per,
+                    count: lc.count,
+                    batch: b,
+                    img: lc.img,
+                });
             }
             let lgrid = lc.img / cfg.vit.patch;
             let lshape = ImageShape::square(3, lc.img);
             let mut mixed = vec![0.0f32; crops.len()];
             for (src, dst) in crops.chunks(b * per).zip(mixed.chunks_mut(b * per)) {
-                let plan = MixPlan::from_seed(b, lgrid, cfg.mix, rng.random::<u64>())
-                    .map_err(|e| e.to_string())?;
-                plan.apply_nchw(lshape, src, dst)
-                    .map_err(|e| e.to_string())?;
+                let plan = MixPlan::from_seed(b, lgrid, cfg.mix, rng.random::<u64>())?;
+                plan.apply_nchw(lshape, src, dst)?;
             }
             Some([crops, mixed])
         }
     };
-    let src_spec = LabelSpec::single(b, smoothing.src).map_err(|e| e.to_string())?;
-    let t_src: Vec<f32> = origin_targets(&src_spec).map_err(|e| e.to_string())?;
-    let spec = LabelSpec::single(b, smoothing.mix).map_err(|e| e.to_string())?;
-    let t_mix: Vec<f32> = mix_to_origin_targets(&spec, cfg.mix).map_err(|e| e.to_string())?;
-    let t_mix2: Vec<f32> = mix_to_mix_targets(&spec, cfg.mix).map_err(|e| e.to_string())?;
+    let src_spec = LabelSpec::single(b, smoothing.src)?;
+    let t_src: Vec<f32> = origin_targets(&src_spec)?;
+    let spec = LabelSpec::single(b, smoothing.mix)?;
+    let t_mix: Vec<f32> = mix_to_origin_targets(&spec, cfg.mix)?;
+    let t_mix2: Vec<f32> = mix_to_mix_targets(&spec, cfg.mix)?;
     let drop_path = if cfg.has_drop_path() {
         let rates = cfg.drop_path_rates();
         cfg.base_passes()

@@ -19,7 +19,9 @@ mod stages;
 mod state;
 
 pub use adamw::{AdamInputs, BETA1, BETA2, EPS, adamw};
-pub use batch::{PreparedBatch, TargetSmoothing, prepare_batch, prepare_batch_with_local};
+pub use batch::{
+    BatchError, PreparedBatch, TargetSmoothing, prepare_batch, prepare_batch_with_local,
+};
 pub use build::{StepGraph, build_step, build_step_with};
 pub use config::{Frame, LocalCrops, StepConfig, StepConfigError};
 pub use heads::{
