@@ -438,14 +438,7 @@ pub fn run(args: Args) -> Result<()> {
                 .map_err(|e| anyhow!("{e}"))?;
             let acc = evaluate(trainer.probe(), test.features.view(), &test.labels)
                 .map_err(|e| anyhow!("{e}"))?;
-            let s = EpochStats {
-                epoch: e + 1,
-                lr: t.lr,
-                train_loss: t.loss,
-                train_top1: t.top1,
-                test_top1: acc.top1,
-                test_top5: acc.top5,
-            };
+            let s = EpochStats::of_epoch(e, &t, &acc);
             log_epoch(&bar, &s, cfg.epochs);
             epochs.push(s);
         }

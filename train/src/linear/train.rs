@@ -137,6 +137,28 @@ pub struct EpochStats {
     pub test_top5: f64,
 }
 
+impl EpochStats {
+    /// The record of 0-based epoch `epoch`: its training figures and the test accuracy after it.
+    ///
+    /// # Examples
+    /// ```
+    /// use patchmix_train::linear::{EpochStats, EpochTrain, TopK};
+    /// let t = EpochTrain { lr: 0.1, loss: 2.0, top1: 30.0 };
+    /// let s = EpochStats::of_epoch(0, &t, &TopK { top1: 40.0, top5: 80.0 });
+    /// assert_eq!((s.epoch, s.test_top5), (1, 80.0));
+    /// ```
+    pub fn of_epoch(epoch: usize, train: &EpochTrain, test: &super::TopK) -> EpochStats {
+        EpochStats {
+            epoch: epoch + 1,
+            lr: train.lr,
+            train_loss: train.loss,
+            train_top1: train.top1,
+            test_top1: test.top1,
+            test_top5: test.top5,
+        }
+    }
+}
+
 /// The outcome of a probe training.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ProbeReport {
@@ -212,14 +234,7 @@ pub fn train_probe(
     for e in 0..cfg.epochs {
         let t = trainer.train_epoch(train, train_labels, e)?;
         let acc = evaluate(trainer.probe(), test, test_labels)?;
-        let stats = EpochStats {
-            epoch: e + 1,
-            lr: t.lr,
-            train_loss: t.loss,
-            train_top1: t.top1,
-            test_top1: acc.top1,
-            test_top5: acc.top5,
-        };
+        let stats = EpochStats::of_epoch(e, &t, &acc);
         on_epoch(&stats);
         epochs.push(stats);
     }

@@ -85,20 +85,6 @@ impl ElementwiseOp {
         }
     }
 
-    /// Whether the op is a binary op with numpy broadcasting.
-    pub fn is_broadcasting_binary(&self) -> bool {
-        matches!(
-            self,
-            ElementwiseOp::Add
-                | ElementwiseOp::Sub
-                | ElementwiseOp::Mul
-                | ElementwiseOp::Div
-                | ElementwiseOp::Pow
-                | ElementwiseOp::Max
-                | ElementwiseOp::Greater
-        )
-    }
-
     pub(crate) fn infer(&self, x: &Operands<'_>) -> Inferred {
         match self {
             ElementwiseOp::Add

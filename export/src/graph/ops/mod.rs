@@ -111,11 +111,6 @@ impl Op {
             .collect()
     }
 
-    /// Whether the op is an elementwise binary op with numpy broadcasting.
-    pub fn is_elementwise_binary(&self) -> bool {
-        matches!(self, Op::Elementwise(op) if op.is_broadcasting_binary())
-    }
-
     /// Writes the op's ONNX nodes through `l` (the ONNX writer's [`OnnxSink`](super::OnnxSink)).
     pub fn lower(&self, l: Lowering<'_>) {
         match self {
