@@ -32,13 +32,6 @@ pub enum VitConfigError {
     UnknownPreset(String),
 }
 
-/// Lets functions that still return `Result<_, String>` apply `?` to these errors.
-impl From<VitConfigError> for String {
-    fn from(e: VitConfigError) -> String {
-        e.to_string()
-    }
-}
-
 /// Architecture of a timm-style VisionTransformer (pre-norm, qkv bias, CLS token, learned
 /// position embedding, LayerNorm eps 1e-6, MLP ratio 4, exact GELU).
 #[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
@@ -233,7 +226,7 @@ mod tests {
             "unknown preset `vit-huge`: expected vit-tiny, vit-small or vit-base"
         );
         assert_eq!("small".parse::<VitPreset>(), Ok(VitPreset::Small));
-        let as_string: String = VitPreset::Tiny.config(32, 5).unwrap_err().into();
+        let as_string = VitPreset::Tiny.config(32, 5).unwrap_err().to_string();
         assert_eq!(as_string, "patch size 5 does not divide image size 32");
     }
 }

@@ -227,13 +227,6 @@ pub enum StepConfigError {
     DropPath(f32),
 }
 
-/// Lets functions that still return `Result<_, String>` apply `?` to these errors.
-impl From<StepConfigError> for String {
-    fn from(e: StepConfigError) -> String {
-        e.to_string()
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
