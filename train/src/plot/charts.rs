@@ -3,7 +3,7 @@
 //! steps when the run scaled its loss).
 
 use super::axes::{fmt_step, pad, x_range};
-use super::panel::{Area, Curve, FONT, draw_err, no_data, run_title, step_panel};
+use super::panel::{Area, Curve, FONT, draw_err, draw_legend, no_data, run_title, step_panel};
 use super::smooth::ema_zero_lag;
 use crate::pretrain::metrics::StepRecord;
 use plotters::prelude::*;
@@ -194,14 +194,7 @@ fn loss_scale_panel(area: &Area<'_>, steps: &[StepRecord]) -> Result<(), String>
             .label("skipped step (gradients overflowed)")
             .legend(move |(x, y)| Cross::new((x + 10, y), 5, red));
     }
-    chart
-        .configure_series_labels()
-        .position(SeriesLabelPosition::UpperRight)
-        .background_style(WHITE.mix(0.85))
-        .border_style(RGBColor(180, 180, 180))
-        .label_font((FONT, 14))
-        .draw()
-        .map_err(draw_err)
+    draw_legend(&mut chart, SeriesLabelPosition::UpperRight, 14)
 }
 
 #[cfg(test)]

@@ -2,7 +2,7 @@
 //! marked and the baselines as dashed horizontals.
 
 use super::axes::{fmt_num, pad, x_range, y_range};
-use super::panel::{Area, FONT, draw_err, run_title};
+use super::panel::{Area, FONT, draw_err, draw_legend, run_title};
 use crate::pretrain::metrics::{Baselines, KnnRecord};
 use plotters::prelude::*;
 
@@ -140,12 +140,5 @@ pub(super) fn draw_knn(
             .label(format!("{name} (kNN k=20): {v:.2}%"))
             .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], style));
     }
-    chart
-        .configure_series_labels()
-        .position(SeriesLabelPosition::LowerRight)
-        .background_style(WHITE.mix(0.85))
-        .border_style(RGBColor(180, 180, 180))
-        .label_font((FONT, 15))
-        .draw()
-        .map_err(draw_err)
+    draw_legend(&mut chart, SeriesLabelPosition::LowerRight, 15)
 }
