@@ -354,3 +354,30 @@ fn preflight_lists_unresolved_cuda_libraries_then_preloads_them_from_pip_dirs() 
         ]
     );
 }
+
+/// `scripts/stage-gpu-check.sh --part-size` refuses anything that is not a size, naming it,
+/// before it looks for a binary or fetches anything.
+#[test]
+fn stage_gpu_check_refuses_a_bad_part_size() {
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../scripts/stage-gpu-check.sh");
+    for bad in ["4X", "0", "-5", "48 M"] {
+        let out = Command::new("bash")
+            .arg(&script)
+            .args(["--part-size", bad])
+            .output()
+            .expect("bash runs");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "--part-size {bad}: {err}");
+        assert!(
+            err.contains(&format!("--part-size '{bad}' is not a size")),
+            "--part-size {bad}: {err}"
+        );
+    }
+    let out = Command::new("bash")
+        .arg(&script)
+        .arg("--part-size")
+        .output()
+        .expect("bash runs");
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("--part-size needs a size"));
+}
