@@ -27,6 +27,10 @@ pub(crate) struct PyMixPlan {
 impl PyMixPlan {
     /// The plan whose shuffle is drawn from `seed` (SplitMix64 + Fisher–Yates, the same draw as
     /// the Rust core, the C ABI and `patchmix mix-plan --seed`).
+    ///
+    /// >>> import patchmix_core as pc
+    /// >>> pc.MixPlan.from_seed(8, 14, 2, 42)
+    /// MixPlan(batch=8, grid=14, mix=2)
     #[staticmethod]
     fn from_seed(batch: i64, grid: i64, mix: i64, seed: i128) -> PyResult<Self> {
         let plan = MixPlan::from_seed(
@@ -41,6 +45,11 @@ impl PyMixPlan {
 
     /// The plan for the caller's shuffle `perm`, a permutation of `0..grid**2` (a sequence of
     /// ints or an integer array).
+    ///
+    /// >>> import patchmix_core as pc
+    /// >>> plan = pc.MixPlan.from_permutation(2, 2, 2, [3, 0, 2, 1])
+    /// >>> plan.inverse.tolist()
+    /// [1, 3, 2, 0]
     #[staticmethod]
     fn from_permutation(batch: i64, grid: i64, mix: i64, perm: Vec<i64>) -> PyResult<Self> {
         let plan = MixPlan::from_permutation(
@@ -105,6 +114,12 @@ impl PyMixPlan {
     /// The mixed images of `images`, a C-contiguous (B, C, H, W) float32, float16 or uint8
     /// array with H = W divisible by `grid` (token order row-major over the patch grid, as the
     /// original's `rearrange`). Returns a new array, or writes into `out` and returns it.
+    ///
+    /// >>> import numpy as np, patchmix_core as pc
+    /// >>> plan = pc.MixPlan.from_permutation(2, 2, 2, [3, 0, 2, 1])
+    /// >>> images = np.arange(8, dtype=np.float32).reshape(2, 1, 2, 2)  # 1-pixel patches
+    /// >>> plan.apply_nchw(images).reshape(2, 4).tolist()
+    /// [[0.0, 5.0, 6.0, 3.0], [4.0, 1.0, 2.0, 7.0]]
     #[pyo3(signature = (images, *, out = None))]
     fn apply_nchw<'py>(
         &self,
@@ -132,6 +147,12 @@ impl PyMixPlan {
 
     /// The mixed tokens of `tokens`, a C-contiguous (B, T, D) float32, float16 or uint8 array.
     /// Returns a new array, or writes into `out` and returns it.
+    ///
+    /// >>> import numpy as np, patchmix_core as pc
+    /// >>> plan = pc.MixPlan.from_permutation(2, 2, 2, [3, 0, 2, 1])
+    /// >>> tokens = np.arange(8, dtype=np.uint8).reshape(2, 4, 1)
+    /// >>> plan.apply_patches(tokens)[:, :, 0].tolist()
+    /// [[0, 5, 6, 3], [4, 1, 2, 7]]
     #[pyo3(signature = (tokens, *, out = None))]
     fn apply_patches<'py>(
         &self,
