@@ -1,5 +1,6 @@
-//! Writing a [`Graph`] as a standard ONNX model (opset 17, IR version 8, default domain only),
-//! through the prost-generated `onnx.proto` types that tract-onnx maintains.
+//! Writing a [`Graph`] as an ONNX model (opset 17, IR version 8): standard ops in the default domain;
+//! only the data-parallel collectives use a custom domain (`ai.patchmix.dist`, imported only when used).
+//! Written through the prost-generated `onnx.proto` types that tract-onnx maintains.
 
 use crate::graph::{Attribute, Dim, Graph, Lowering, OnnxSink, TensorData, ValueId, ValueKind};
 use std::path::Path;
@@ -118,6 +119,8 @@ fn attr_tensor(name: &str, t: pb::TensorProto) -> pb::AttributeProto {
 struct Emitter {
     nodes: Vec<pb::NodeProto>,
     initializers: Vec<pb::TensorProto>,
+    /// The custom domains the nodes used, in order of first use (each gets an opset import).
+    custom_domains: Vec<&'static str>,
 }
 
 fn attribute_proto(name: &str, value: Attribute) -> pb::AttributeProto {
@@ -138,13 +141,18 @@ impl OnnxSink for Emitter {
     fn node(
         &mut self,
         name: String,
+        domain: &'static str,
         op_type: &str,
         inputs: Vec<String>,
         outputs: Vec<String>,
         attributes: Vec<(&'static str, Attribute)>,
     ) {
+        if !domain.is_empty() && !self.custom_domains.contains(&domain) {
+            self.custom_domains.push(domain);
+        }
         self.nodes.push(pb::NodeProto {
             name,
+            domain: domain.into(),
             op_type: op_type.into(),
             input: inputs,
             output: outputs,
@@ -162,6 +170,7 @@ pub fn to_model_proto(g: &Graph) -> pb::ModelProto {
     let mut e = Emitter {
         nodes: Vec::with_capacity(g.nodes.len()),
         initializers: Vec::new(),
+        custom_domains: Vec::new(),
     };
     for v in &g.values {
         if let ValueKind::Initializer(data) = &v.kind {
@@ -190,16 +199,36 @@ pub fn to_model_proto(g: &Graph) -> pb::ModelProto {
         output: g.outputs.iter().map(|&v| value_info(g, v)).collect(),
         ..Default::default()
     };
+    // A standard-op graph imports the default domain only (and so stays byte-identical to what
+    // the writer produced before custom domains existed).
+    let opset_import = std::iter::once(pb::OperatorSetIdProto {
+        domain: String::new(),
+        version: OPSET,
+    })
+    .chain(
+        e.custom_domains
+            .iter()
+            .map(|&domain| pb::OperatorSetIdProto {
+                domain: domain.into(),
+                version: custom_domain_version(domain),
+            }),
+    )
+    .collect();
     pb::ModelProto {
         ir_version: IR_VERSION,
-        opset_import: vec![pb::OperatorSetIdProto {
-            domain: String::new(),
-            version: OPSET,
-        }],
+        opset_import,
         producer_name: "patchmix-rs".into(),
         producer_version: env!("CARGO_PKG_VERSION").into(),
         graph: Some(graph),
         ..Default::default()
+    }
+}
+
+/// The opset version imported for a custom domain.
+fn custom_domain_version(domain: &str) -> i64 {
+    match domain {
+        crate::graph::COLLECTIVE_DOMAIN => crate::graph::COLLECTIVE_DOMAIN_VERSION,
+        _ => 1,
     }
 }
 

@@ -19,6 +19,7 @@
 pub mod augment;
 pub mod data;
 pub mod device;
+pub mod dist;
 
 pub mod autodiff;
 pub mod linear;

@@ -14,14 +14,16 @@ use ndarray::ArrayD;
 use ort::session::Session;
 use ort::value::Tensor;
 use patchmix_export::graph::{
-    DType, ElementwiseKind as E, ElementwiseOp, Graph, NnKind as N, NnOp, Op, OpKind,
-    ReduceKind as R, Shape, ShapeKind as S, ShapeOp, TensorData, ValueId,
+    CollectiveKind, DType, ElementwiseKind as E, ElementwiseOp, Graph, NnKind as N, NnOp, Op,
+    OpKind, ReduceKind as R, Shape, ShapeKind as S, ShapeOp, TensorData, ValueId,
 };
 use patchmix_export::onnx::to_onnx_bytes;
 use patchmix_export::runtime::ort_env::ensure_ort;
 use patchmix_train::autodiff::{backward, differentiable_input};
+use patchmix_train::dist::{Communicator, ThreadWorld, collective_domain};
 use rand::{RngExt, SeedableRng};
 use rand_chacha::ChaCha8Rng;
+use std::sync::Arc;
 
 type Build = fn(&mut Graph, &[ValueId]) -> ValueId;
 
@@ -130,9 +132,14 @@ fn check(c: &Case) {
         g.output(id, &format!("grad{k}"));
     }
     let bytes = to_onnx_bytes(&g);
+    // The collectives' kernels, on a world of one rank (the two-rank check of the AllReduceSum
+    // rule is `collectives.rs`'s finite-difference test).
+    let world_of_one: Arc<dyn Communicator> = Arc::new(ThreadWorld::new(1).remove(0));
     let mut session = Session::builder(&env)
         .unwrap()
         .with_optimization_level(ort::session::builder::GraphOptimizationLevel::Disable)
+        .unwrap()
+        .with_operators(collective_domain(world_of_one).unwrap())
         .unwrap()
         .commit_from_memory(&bytes)
         .unwrap_or_else(|e| panic!("{}: ORT rejected the graph: {e}", c.name));
@@ -289,6 +296,13 @@ fn cases() -> Vec<Case> {
             g.mul(x[0], x[0]).unwrap()
         })
         .covering(E::Mul),
+        case(
+            "AllReduceSum, world of one rank",
+            F32,
+            &[&[2, 3]],
+            |g, x| g.all_reduce_sum(x[0]).unwrap(),
+        )
+        .covering(CollectiveKind::AllReduceSum),
         case("Identity", F64, &[&[2, 3]], |g, x| {
             g.op1(ElementwiseOp::Identity, &[x[0]]).unwrap()
         })

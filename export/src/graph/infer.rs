@@ -113,5 +113,6 @@ pub(crate) fn infer(op: &Op, inputs: &[(DType, &Shape)], n_outputs: usize) -> In
         Op::Shape(op) => op.infer(&operands),
         Op::Reduce(op) => op.infer(&operands),
         Op::Nn(op) => op.infer(&operands),
+        Op::Collective(op) => op.infer(&operands),
     }
 }

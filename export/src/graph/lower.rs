@@ -25,10 +25,11 @@ pub enum Attribute {
 pub trait OnnxSink {
     /// Adds an initializer.
     fn initializer(&mut self, name: String, dims: &[usize], data: TensorData);
-    /// Appends a node.
+    /// Appends a node of operator `op_type` in `domain` (`""`: the default ONNX domain).
     fn node(
         &mut self,
         name: String,
+        domain: &'static str,
         op_type: &str,
         inputs: Vec<String>,
         outputs: Vec<String>,
@@ -50,7 +51,7 @@ pub trait OnnxSink {
 ///     fn initializer(&mut self, name: String, _: &[usize], _: TensorData) {
 ///         self.0.push(format!("init {name}"));
 ///     }
-///     fn node(&mut self, name: String, op: &str, ins: Vec<String>, _: Vec<String>,
+///     fn node(&mut self, name: String, _: &'static str, op: &str, ins: Vec<String>, _: Vec<String>,
 ///             _: Vec<(&'static str, Attribute)>) {
 ///         self.0.push(format!("{op} {name}({})", ins.join(", ")));
 ///     }
@@ -128,6 +129,7 @@ impl<'a> Lowering<'a> {
         let name = format!("{}/{what}", self.name);
         self.sink.node(
             name.clone(),
+            "",
             op_type,
             inputs,
             vec![name.clone()],
@@ -138,8 +140,15 @@ impl<'a> Lowering<'a> {
 
     /// Writes the main node with the node's name, inputs, outputs and attributes.
     pub fn emit(self, op_type: &str) {
+        self.emit_in_domain("", op_type);
+    }
+
+    /// Writes the main node as an operator of a custom `domain` (see
+    /// [`COLLECTIVE_DOMAIN`](super::COLLECTIVE_DOMAIN)).
+    pub fn emit_in_domain(self, domain: &'static str, op_type: &str) {
         self.sink.node(
             self.name,
+            domain,
             op_type,
             self.inputs,
             self.outputs,

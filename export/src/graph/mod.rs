@@ -29,8 +29,8 @@ pub use dtype::{DType, Dim, Shape};
 pub use infer::{broadcast, norm_axis};
 pub use lower::{Attribute, Lowering, OnnxSink};
 pub use ops::{
-    ElementwiseKind, ElementwiseOp, NnKind, NnOp, Op, OpKind, ReduceKind, ReduceOp, ShapeKind,
-    ShapeOp,
+    COLLECTIVE_DOMAIN, COLLECTIVE_DOMAIN_VERSION, CollectiveKind, CollectiveOp, ElementwiseKind,
+    ElementwiseOp, NnKind, NnOp, Op, OpKind, ReduceKind, ReduceOp, ShapeKind, ShapeOp,
 };
 pub use tensor::TensorData;
 

@@ -208,6 +208,7 @@ pub fn run(a: Args) -> anyhow::Result<()> {
             threads: a.threads,
             opt_level: level,
             profile: a.profile.clone(),
+            ..SessionOptions::default()
         };
         let t0 = Instant::now();
         let mut s = StepSession::new_on_device(step.clone(), &opts, &dev, &init)?;

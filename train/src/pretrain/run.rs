@@ -242,6 +242,7 @@ impl Trainer {
             threads: (cfg.threads > 0).then_some(cfg.threads),
             opt_level: SessionOptions::default().opt_level,
             profile: opts.profile.then(|| cfg.out_dir.join("ort-profile")),
+            ..SessionOptions::default()
         };
         let resume_dir = match &opts.resume {
             Some(r) => resolve_resume(r, &cfg.out_dir)?,

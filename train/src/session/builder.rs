@@ -3,9 +3,11 @@
 
 use super::error::EngineError;
 use crate::device::{self, CudaOptions, Device, DeviceError, DeviceOptions, Placement};
+use crate::dist::{Communicator, collective_domain};
 use ort::session::Session;
 use ort::session::builder::{GraphOptimizationLevel, SessionBuilder};
 use std::path::PathBuf;
+use std::sync::Arc;
 
 /// Session settings.
 #[derive(Clone, Debug)]
@@ -19,6 +21,24 @@ pub struct SessionOptions {
     pub opt_level: u8,
     /// Write an ORT profile with this path prefix.
     pub profile: Option<PathBuf>,
+    /// The rank's communicator, for step graphs with collectives (data-parallel training):
+    /// registers their kernels ([`collective_domain`]) and fixes the node order.
+    pub collectives: Option<Collectives>,
+}
+
+/// The communicator a session's collective kernels run on.
+#[derive(Clone)]
+pub struct Collectives(pub Arc<dyn Communicator>);
+
+impl std::fmt::Debug for Collectives {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "Collectives(rank {} of {})",
+            self.0.rank(),
+            self.0.world_size()
+        )
+    }
 }
 
 impl Default for SessionOptions {
@@ -27,6 +47,7 @@ impl Default for SessionOptions {
             threads: None,
             opt_level: 3,
             profile: None,
+            collectives: None,
         }
     }
 }
@@ -54,6 +75,17 @@ fn session_builder(
     b = b.with_intra_threads(threads)?;
     if let Some(p) = &opts.profile {
         b = b.with_profiling(p)?;
+    }
+    if let Some(Collectives(comm)) = &opts.collectives {
+        // Every rank must reach the collectives in the same order, or two ranks would wait in
+        // different ones forever: sequential execution with one inter-op thread runs the nodes
+        // one at a time in the execution plan's order, a deterministic topological order that
+        // is the same on every rank because every rank compiles and optimises the same graph
+        // with the same ONNX Runtime. (Intra-op threads stay: they work inside one node.)
+        b = b
+            .with_parallel_execution(false)?
+            .with_inter_threads(1)?
+            .with_operators(collective_domain(comm.clone())?)?;
     }
     Ok(b)
 }

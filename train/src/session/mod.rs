@@ -23,7 +23,7 @@ mod feeds;
 mod plain;
 mod reproducer;
 
-pub use builder::SessionOptions;
+pub use builder::{Collectives, SessionOptions};
 pub use error::{EngineError, InputMismatch, ReproducerIo};
 
 use crate::device::{self, DeviceOptions, Placement};

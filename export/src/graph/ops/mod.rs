@@ -10,11 +10,13 @@
 //! whole and written as the exact-erf pattern `0.5·x·(1 + erf(x/√2))`, which ONNX Runtime fuses
 //! into its kernel.
 
+mod collective;
 mod elementwise;
 mod nn;
 mod reduce;
 mod shape;
 
+pub use collective::{COLLECTIVE_DOMAIN, COLLECTIVE_DOMAIN_VERSION, CollectiveKind, CollectiveOp};
 pub use elementwise::{ElementwiseKind, ElementwiseOp};
 pub use nn::{NnKind, NnOp};
 pub use reduce::{ReduceKind, ReduceOp};
@@ -34,6 +36,8 @@ pub enum Op {
     Reduce(ReduceOp),
     /// Neural-network ops: matrix products, softmaxes, layer normalisation.
     Nn(NnOp),
+    /// Collectives across data-parallel ranks (custom domain, not standard ONNX).
+    Collective(CollectiveOp),
 }
 
 /// The kind of an op: its variant without the attributes (for tables and coverage checks).
@@ -47,6 +51,8 @@ pub enum OpKind {
     Reduce(ReduceKind),
     /// An [`NnOp`].
     Nn(NnKind),
+    /// A [`CollectiveOp`].
+    Collective(CollectiveKind),
 }
 
 macro_rules! family_conversions {
@@ -68,7 +74,8 @@ family_conversions!(
     Elementwise(ElementwiseOp, ElementwiseKind),
     Shape(ShapeOp, ShapeKind),
     Reduce(ReduceOp, ReduceKind),
-    Nn(NnOp, NnKind)
+    Nn(NnOp, NnKind),
+    Collective(CollectiveOp, CollectiveKind)
 );
 
 impl Op {
@@ -80,6 +87,7 @@ impl Op {
             Op::Shape(op) => op.onnx_type(),
             Op::Reduce(op) => op.onnx_type(),
             Op::Nn(op) => op.onnx_type(),
+            Op::Collective(op) => op.onnx_type(),
         }
     }
 
@@ -90,6 +98,7 @@ impl Op {
             Op::Shape(op) => OpKind::Shape(op.into()),
             Op::Reduce(op) => OpKind::Reduce(op.into()),
             Op::Nn(op) => OpKind::Nn(op.into()),
+            Op::Collective(op) => OpKind::Collective(op.into()),
         }
     }
 
@@ -108,6 +117,7 @@ impl Op {
             .chain(ShapeOp::iter().map(Op::from))
             .chain(ReduceOp::iter().map(Op::from))
             .chain(NnOp::iter().map(Op::from))
+            .chain(CollectiveOp::iter().map(Op::from))
             .collect()
     }
 
@@ -118,6 +128,7 @@ impl Op {
             Op::Shape(op) => op.lower(l),
             Op::Reduce(op) => op.lower(l),
             Op::Nn(op) => op.lower(l),
+            Op::Collective(op) => op.lower(l),
         }
     }
 }

@@ -7,6 +7,7 @@
 //! arm, so adding an op to the IR without deciding its gradient and its non-differentiable
 //! inputs is a compile error. This file only dispatches over the families.
 
+mod collective;
 mod elementwise;
 mod nn;
 mod reduce;
@@ -34,6 +35,7 @@ pub fn gradient(
         Op::Shape(op) => shape::gradient(g, node, op, dy, needs),
         Op::Reduce(op) => reduce::gradient(g, node, op, dy, needs),
         Op::Nn(op) => nn::gradient(g, node, op, dy, needs),
+        Op::Collective(op) => collective::gradient(g, node, op, dy, needs),
     }
 }
 
@@ -44,6 +46,7 @@ pub fn differentiable_input(op: &Op, index: usize) -> bool {
         Op::Shape(op) => shape::differentiable_input(op, index),
         Op::Reduce(op) => reduce::differentiable_input(op, index),
         Op::Nn(op) => nn::differentiable_input(op, index),
+        Op::Collective(op) => collective::differentiable_input(op, index),
     }
 }
 

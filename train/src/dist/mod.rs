@@ -1,0 +1,19 @@
+//! Data-parallel training: the [`Communicator`] through which the ranks of a world exchange
+//! tensors, its backends, and the ONNX Runtime custom operators that run the step graph's
+//! collectives ([`patchmix_export::graph::CollectiveOp`]) on it.
+//!
+//! * [`comm`]: the [`Communicator`] trait and [`CommError`];
+//! * [`threads`]: [`ThreadWorld`], W ranks as threads of one process (the tests' world, and
+//!   any caller that wants ranks without a launcher);
+//! * `mpi` (feature `mpi`): Open MPI through the `mpi` crate, for processes launched by `mpirun`;
+//! * [`operators`]: the CPU kernels of `AllReduceSum` and `AllGather`, registered per session.
+
+pub mod comm;
+#[cfg(feature = "mpi")]
+pub mod mpi;
+pub mod operators;
+pub mod threads;
+
+pub use comm::{CommError, Communicator};
+pub use operators::collective_domain;
+pub use threads::ThreadWorld;
