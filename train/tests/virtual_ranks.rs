@@ -1,6 +1,7 @@
 //! `--virtual-ranks W` through the `patchmix` binary: the flag and the config field, clear
 //! errors for splits that do not fit, the field recorded with the run and its checkpoints, a
-//! bit-exact resume of a two-rank run, and a two-rank checkpoint resuming with one rank.
+//! bit-exact resume of a two-rank run, a two-rank checkpoint resuming with one rank, and the
+//! same flag on `bench step`.
 //! (The step's numbers are checked against a PyTorch replay of two DDP ranks in
 //! `torch_replay.rs`; the batch preparation by hand-worked cases in the library.)
 
@@ -149,4 +150,32 @@ fn copy_dir(from: &Path, to: &Path) {
         let e = e.unwrap();
         std::fs::copy(e.path(), to.join(e.file_name())).unwrap();
     }
+}
+
+#[test]
+fn bench_step_takes_the_flag_and_checks_the_split_before_building() {
+    let (ok, out, err) = patchmix(&[
+        "bench",
+        "step",
+        "--config",
+        "tiny",
+        "--virtual-ranks",
+        "2",
+        "--steps",
+        "1",
+        "--warmup",
+        "0",
+    ]);
+    assert!(ok, "{err}");
+    assert!(out.contains("img/s"), "{out}");
+    let (ok, out, err) = patchmix(&["bench", "step", "--config", "tiny", "--virtual-ranks", "3"]);
+    assert!(!ok);
+    assert!(
+        err.contains("--virtual-ranks 3: batch 8 does not split"),
+        "{err}"
+    );
+    assert!(
+        !out.contains("step graph"),
+        "checked before compiling: {out}"
+    );
 }

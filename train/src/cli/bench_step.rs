@@ -165,6 +165,8 @@ fn profile_by_op(path: &std::path::Path) -> anyhow::Result<Vec<(String, f64, usi
 /// Bad flags or engine errors.
 pub fn run(a: Args) -> anyhow::Result<()> {
     let cfg = config(&a)?;
+    let ranks = VirtualRanks::new(a.virtual_ranks, cfg.batch, cfg.mix)
+        .map_err(|e| anyhow::anyhow!("--virtual-ranks {}: {e}", a.virtual_ranks))?;
     let step = build_step(&cfg).map_err(anyhow::Error::msg)?;
     let hist = step.graph.op_histogram();
     println!(
@@ -186,8 +188,6 @@ pub fn run(a: Args) -> anyhow::Result<()> {
         "step graph: {} nodes; by op: {hist:?}",
         step.graph.nodes.len()
     );
-    let ranks = VirtualRanks::new(a.virtual_ranks, cfg.batch, cfg.mix)
-        .map_err(|e| anyhow::anyhow!("--virtual-ranks {}: {e}", a.virtual_ranks))?;
     let init = init_state(&cfg, &step.layout, 0);
     let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(0);
     let n = cfg.batch * 3 * cfg.vit.img * cfg.vit.img;
