@@ -434,13 +434,15 @@ impl PretrainConfig {
         Ok(s)
     }
 
-    /// The split of the batch over [`virtual_ranks`](Self::virtual_ranks).
+    /// The split of the step's batch over [`virtual_ranks`](Self::virtual_ranks). The batch
+    /// and m are the step's (for a run, this configuration's own step: `bench loader` pairs a
+    /// recipe with another step).
     ///
     /// # Errors
     /// `virtual_ranks` 0, a batch that is not a multiple of it, or (W > 1) fewer than `mix`
     /// images per rank: [`ConfigError::Invalid`] naming `virtual_ranks`, `batch` and `mix`.
-    pub fn ranks(&self) -> Result<VirtualRanks, ConfigError> {
-        VirtualRanks::new(self.virtual_ranks, self.batch, self.mix)
+    pub fn ranks(&self, step: &StepConfig) -> Result<VirtualRanks, ConfigError> {
+        VirtualRanks::new(self.virtual_ranks, step.batch, step.mix)
             .map_err(|e| invalid("virtual_ranks", e.to_string()))
     }
 
@@ -452,7 +454,7 @@ impl PretrainConfig {
     /// The first problem found.
     pub fn validate(&self) -> Result<(), ConfigError> {
         let s = self.step_config()?;
-        let ranks = self.ranks()?;
+        let ranks = self.ranks(&s)?;
         let b = ranks.per_rank();
         if b < 2 * self.mix - 1 {
             let per = if ranks.world() > 1 {

@@ -172,7 +172,7 @@ pub fn prepare_step_inputs(
 ) -> Result<(PreparedBatch, Scalars), PretrainError> {
     let s = scalars(cfg, steps_per_epoch, epoch, global_step)?;
     let seed = step_seed(cfg.seed, global_step);
-    let ranks = cfg.ranks()?;
+    let ranks = cfg.ranks(sc)?;
     let b = prepare_batch_on_ranks(sc, ranks, view1, view2, local, seed, cfg.target_smoothing())?;
     Ok((b, s))
 }
