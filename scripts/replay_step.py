@@ -22,9 +22,19 @@ PyTorch's own modules and optimizer wherever PyTorch has one:
   them: T_src = (1 - s_src) * I + s_src/N with `src_smoothing` (the original's view-to-view
   mixer keeps the class default 0.1), T_mix and T_mix2 the PatchMix weights times (1 - s)
   plus s/N with `smoothing` (N = B; a dump without these fields ran with 0);
-- the loss CE(q1, k2, T_src) + CE(q_m2, sg(k1), T_mix)/2 + CE(q_m2, k_m1, T_mix2)/2, plus
-  with local crops (1/n)*sum_j [CE(q_j, k1, T_src) + CE(q_j, k2, T_src)] and the same for the
-  mixed crops with T_mix, where CE(q, k, T) = mean_rows(-sum T * log_softmax(q^ . k^T / tau));
+- virtual ranks (`virtual_ranks` W in step_config.json, 1 when absent): the step the
+  original runs on W GPUs with DDP. Rank r holds rows r*b .. (r+1)*b (b = B/W) of every
+  input; its PatchMix mixes within its own b images; its targets are the original's
+  `PatchMixer` rows over num_classes = b*W columns shifted by offset = b*r; its loss terms
+  are CE of its b queries against the keys of all ranks (`concat_all_gather`, no gradient);
+  every BatchNorm is SyncBatchNorm, i.e. statistics over all ranks' rows, which is
+  F.batch_norm over the whole batch; DDP averages the ranks' gradients, so the replay
+  backpropagates the mean over ranks of their total losses, and reports each loss term as
+  the mean over ranks (the original's `synchronize_between_processes`);
+- per rank, the loss CE(q1, k2, T_src) + CE(q_m2, sg(k1), T_mix)/2 + CE(q_m2, k_m1, T_mix2)/2,
+  plus with local crops (1/n)*sum_j [CE(q_j, k1, T_src) + CE(q_j, k2, T_src)] and the same
+  for the mixed crops with T_mix, where CE(q, k, T) = mean_rows(-sum T * log_softmax(q^ . k^T
+  / tau));
 - backward, then `torch.optim.AdamW` (betas 0.9/0.999, eps 1e-8) with two groups: decayed
   (everything but `.bias` names and 1-D tensors) and not decayed.
 
@@ -179,6 +189,7 @@ class Arch:
     local_img: int = 0
     src_smoothing: float = 0.0
     smoothing: float = 0.0
+    virtual_ranks: int = 1
 
     @staticmethod
     def parse(c: dict, path: str = "step_config.json") -> "Arch":
@@ -201,6 +212,7 @@ class Arch:
                 local_img=int(local["img"]) if local else 0,
                 src_smoothing=float(c.get("src_smoothing", 0.0)),
                 smoothing=float(c.get("smoothing", 0.0)),
+                virtual_ranks=int(c.get("virtual_ranks", 1)),
             )
         except (KeyError, TypeError, ValueError) as e:
             raise DumpError(f"{path}: missing or invalid field {e}") from e
@@ -214,11 +226,19 @@ class Arch:
         for k in ("src_smoothing", "smoothing"):
             if not 0.0 <= getattr(a, k) < 1.0:
                 raise DumpError(f"{path}: {k} {getattr(a, k)} is not in [0, 1)")
+        if a.virtual_ranks < 1 or a.batch % a.virtual_ranks != 0:
+            raise DumpError(f"{path}: virtual_ranks {a.virtual_ranks} does not split batch "
+                            f"{a.batch} into equal groups")
         return a
 
     @property
     def grid(self) -> int:
         return self.img // self.patch
+
+    @property
+    def per_rank(self) -> int:
+        """Images per rank, b = B / W."""
+        return self.batch // self.virtual_ranks
 
     @property
     def passes(self) -> list[str]:
@@ -515,32 +535,44 @@ def replay(dump: Dump, a: Arch, dtype: torch.dtype) -> Replay:
         k_m1 = momentum_pass(x["mix1"])
         _, q_m2 = base_pass("mix2", x["mix2"], True)
 
-    losses = {
-        "src": soft_ce(q1, k2, x["target_src"], tau),
-        "mix": soft_ce(q_m2, k1, x["target_mix"], tau),
-        "mix2": soft_ce(q_m2, k_m1, x["target_mix2"], tau),
-    }
-    total = losses["src"] + losses["mix"] / 2 + losses["mix2"] / 2
     if a.local_count:
-        n, b = a.local_count, a.batch
         _, lq = base_pass("local", x["local"], True)
         _, lmq = base_pass("local_mix", x["local_mix"], True)
-        # The original's loop over crops (rows j*B .. (j+1)*B are crop j of every image).
-        crop = lambda q, j: q[j * b:(j + 1) * b]  # noqa: E731
-        multi = sum(
-            soft_ce(crop(lq, j), k1, x["target_src"], tau)
-            + soft_ce(crop(lq, j), k2, x["target_src"], tau)
-            for j in range(n)
-        ) / n
-        multi_mix = sum(
-            soft_ce(crop(lmq, j), k1, x["target_mix"], tau)
-            + soft_ce(crop(lmq, j), k2, x["target_mix"], tau)
-            for j in range(n)
-        ) / n
-        losses.update(multi=multi, multi_mix=multi_mix)
-        total = total + multi + multi_mix
-    losses["total"] = total
-    total.backward()
+    # Each rank's losses on its rows of the queries and targets, against every rank's keys
+    # (the gathered, detached keys: k1 is detached above, the others carry no gradient).
+    w, b, big_b = a.virtual_ranks, a.per_rank, a.batch
+    per_rank = []
+    for r in range(w):
+        rows = slice(r * b, (r + 1) * b)
+        t = {k: x[k][rows] for k in ("target_src", "target_mix", "target_mix2")}
+        rank_losses = {
+            "src": soft_ce(q1[rows], k2, t["target_src"], tau),
+            "mix": soft_ce(q_m2[rows], k1, t["target_mix"], tau),
+            "mix2": soft_ce(q_m2[rows], k_m1, t["target_mix2"], tau),
+        }
+        total = rank_losses["src"] + rank_losses["mix"] / 2 + rank_losses["mix2"] / 2
+        if a.local_count:
+            n = a.local_count
+            # The original's loop over crops: on rank r, its rows N*j .. N*(j+1) of the stacked
+            # crops are crop j of its images, here rows j*B + r*b .. j*B + (r+1)*b.
+            crop = lambda q, j: q[j * big_b + r * b:j * big_b + (r + 1) * b]  # noqa: E731
+            multi = sum(
+                soft_ce(crop(lq, j), k1, t["target_src"], tau)
+                + soft_ce(crop(lq, j), k2, t["target_src"], tau)
+                for j in range(n)
+            ) / n
+            multi_mix = sum(
+                soft_ce(crop(lmq, j), k1, t["target_mix"], tau)
+                + soft_ce(crop(lmq, j), k2, t["target_mix"], tau)
+                for j in range(n)
+            ) / n
+            rank_losses.update(multi=multi, multi_mix=multi_mix)
+            total = total + multi + multi_mix
+        rank_losses["total"] = total
+        per_rank.append(rank_losses)
+    # DDP's mean of the ranks' gradients is the gradient of the mean of their losses.
+    losses = {k: sum(p[k] for p in per_rank) / w for k in per_rank[0]}
+    losses["total"].backward()
     grads = {n: p.grad.detach().clone() for n, p in params.items()}
 
     opt = adamw(dump, grads, dtype)
@@ -603,11 +635,20 @@ def adamw(dump: Dump, grads: dict[str, torch.Tensor], dtype: torch.dtype) -> Ada
 
 
 def patchmix(views: torch.Tensor, perm: torch.Tensor, a: Arch) -> torch.Tensor:
+    """PatchMix as the original's ranks run it: each rank's b = B/W images (rows r*b ..
+    (r+1)*b) are mixed among themselves, all ranks with the same permutation (the original
+    seeds NumPy identically on every rank, so its `PatchShuffle` draws agree)."""
+    b = a.per_rank
+    return torch.cat([patchmix_batch(views[r * b:(r + 1) * b], perm, a)
+                      for r in range(a.virtual_ranks)])
+
+
+def patchmix_batch(views: torch.Tensor, perm: torch.Tensor, a: Arch) -> torch.Tensor:
     """The paper's PatchMix of a batch with a token permutation: shuffle the tokens with
     `perm` (shuffled position i holds token perm[i]), cut the first m*S shuffled positions
     into m groups of S = floor(T/m), mixed image b takes group r from image (b + r) mod B,
     then unshuffle."""
-    b, g, p, m = a.batch, a.grid, a.patch, a.mix
+    b, g, p, m = views.shape[0], a.grid, a.patch, a.mix
     t = g * g
     s = t // m
     tokens = views.reshape(b, 3, g, p, g, p).permute(0, 2, 4, 1, 3, 5).reshape(b, t, -1)
@@ -620,30 +661,34 @@ def patchmix(views: torch.Tensor, perm: torch.Tensor, a: Arch) -> torch.Tensor:
 
 
 def targets(a: Arch) -> dict[str, torch.Tensor]:
-    """The soft targets with the original's label smoothing: every entry s/N, plus (1 - s)
-    times the weights of `paper_targets` (N = B, one process); `src_smoothing` for T_src,
-    `smoothing` for T_mix and T_mix2."""
-    n = a.batch
+    """The soft targets with the original's label smoothing, every rank's rows stacked in rank
+    order ([B, B]): every entry s/N, plus (1 - s) times the weights of `paper_targets`
+    (N = b*W = B, the original's `num_classes = batch_size * world_size`); `src_smoothing`
+    for T_src, `smoothing` for T_mix and T_mix2."""
+    n = a.per_rank * a.virtual_ranks
     smooth = lambda t, s: (1.0 - s) * t + s / n  # noqa: E731
-    p = paper_targets(a.batch, a.mix)
+    ranks = [paper_targets(a.per_rank, a.mix, a.virtual_ranks, r) for r in range(a.virtual_ranks)]
     return {
-        "target_src": smooth(p["target_src"], a.src_smoothing),
-        "target_mix": smooth(p["target_mix"], a.smoothing),
-        "target_mix2": smooth(p["target_mix2"], a.smoothing),
+        k: smooth(torch.cat([p[k] for p in ranks]), s)
+        for k, s in (("target_src", a.src_smoothing), ("target_mix", a.smoothing),
+                     ("target_mix2", a.smoothing))
     }
 
 
-def paper_targets(b: int, m: int) -> dict[str, torch.Tensor]:
-    """T_src = I; T_mix: mixed b ~ images b..b+m-1 (1/m each); T_mix2: mixed b ~ mixed b+d,
-    |d| < m, weight (1 - |d|/m)/m (indices mod B, accumulated); before label smoothing."""
-    src = torch.eye(b, dtype=torch.float64)
-    mix = torch.zeros(b, b, dtype=torch.float64)
-    mix2 = torch.zeros(b, b, dtype=torch.float64)
+def paper_targets(b: int, m: int, world: int = 1, rank: int = 0) -> dict[str, torch.Tensor]:
+    """Rank `rank`'s targets [b, b*world], before label smoothing: T_src = I; T_mix: mixed i ~
+    images i..i+m-1 (1/m each); T_mix2: mixed i ~ mixed i+d, |d| < m, weight (1 - |d|/m)/m
+    (indices mod b, accumulated), every column shifted by the original's offset b*rank."""
+    off = b * rank
+    src = torch.zeros(b, b * world, dtype=torch.float64)
+    mix = torch.zeros(b, b * world, dtype=torch.float64)
+    mix2 = torch.zeros(b, b * world, dtype=torch.float64)
     for i in range(b):
+        src[i, off + i] = 1.0
         for r in range(m):
-            mix[i, (i + r) % b] += 1.0 / m
+            mix[i, off + (i + r) % b] += 1.0 / m
         for d in range(-(m - 1), m):
-            mix2[i, (i + d) % b] += (1.0 - abs(d) / m) / m
+            mix2[i, off + (i + d) % b] += (1.0 - abs(d) / m) / m
     return {"target_src": src, "target_mix": mix, "target_mix2": mix2}
 
 
@@ -822,7 +867,8 @@ def finite_json(v):
 
 
 def print_table(res: dict, verbose: bool) -> None:
-    print(f"step dump {res['dir']}: frame {res['frame']}, replayed in {res['dtype']}")
+    ranks = "" if res["virtual_ranks"] == 1 else f", {res['virtual_ranks']} virtual ranks"
+    print(f"step dump {res['dir']}: frame {res['frame']}{ranks}, replayed in {res['dtype']}")
     print(f"{'loss':<12} {'torch':>14} {'engine':>14} {'rel err':>10}")
     for k, v in res["losses"].items():
         ok = "ok" if v["ok"] else "FAIL"
@@ -890,7 +936,8 @@ def main(argv: list[str] | None = None) -> int:
         sys.stderr.write(msg + "\n")
         return 2
     res = compare(dump, a, r, dtype)
-    res = {"dir": args.dir, "dtype": args.dtype, "frame": a.frame, "config": dump.cfg,
+    res = {"dir": args.dir, "dtype": args.dtype, "frame": a.frame,
+           "virtual_ranks": a.virtual_ranks, "config": dump.cfg,
            "tolerances": {**TOLERANCES, "zero_grad_rel": ZERO_GRAD_REL}, **res}
     if args.json:
         print(json.dumps(finite_json(res)))

@@ -9,7 +9,10 @@
 use patchmix_export::onnx::to_onnx_bytes;
 use patchmix_export::vit::VitConfig;
 use patchmix_train::pretrain::{PRESETS, PretrainConfig};
-use patchmix_train::step::{Frame, LocalCrops, Precision, StepConfig, build_step_with};
+use patchmix_train::step::{
+    Frame, LocalCrops, Precision, PreparedBatch, StepConfig, TargetSmoothing, VirtualRanks,
+    build_step_with, prepare_batch_on_ranks, prepare_batch_with_local,
+};
 use sha2::{Digest, Sha256};
 
 /// (case name, SHA-256 of the ONNX bytes).
@@ -506,4 +509,63 @@ fn compiling_the_same_step_twice_gives_the_same_bytes() {
         ..cfg.clone()
     };
     assert_ne!(hash_of(&cfg, false), hash_of(&other, false));
+}
+
+/// SHA-256 of one step's host inputs ([`PreparedBatch`]): images, targets, drop-path masks,
+/// permutations and local crops, in that order, as little-endian bytes.
+fn batch_hash(b: &PreparedBatch) -> String {
+    let mut h = Sha256::new();
+    let floats = |h: &mut Sha256, v: &[f32]| {
+        for x in v {
+            h.update(x.to_le_bytes());
+        }
+    };
+    for v in b.images.iter().chain(&b.targets).chain(&b.drop_path) {
+        floats(&mut h, v);
+    }
+    for p in &b.perms {
+        for x in p {
+            h.update(x.to_le_bytes());
+        }
+    }
+    for v in b.local.iter().flatten() {
+        floats(&mut h, v);
+    }
+    h.finalize().iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// The host inputs of one step (PatchMix images, targets, drop-path masks, permutations) for
+/// the tiny step in both frames, with drop path, local crops and both smoothings, pinned to
+/// the bytes they had before virtual ranks existed: one rank must prepare exactly those.
+#[test]
+fn one_rank_batch_inputs_are_byte_identical_to_the_pinned_ones() {
+    // Computed from the code before virtual ranks existed (commit 619573d).
+    const PINNED: &str = "633a598666e8024da7eca4e967ae55b6140e8ee6b4696f563c689bfc8409e1cc";
+    let mut h = Sha256::new();
+    for (frame, drop_path, local) in [
+        (Frame::NoMomentum, 0.0, None),
+        (Frame::Momentum, 0.3, Some(LocalCrops { count: 2, img: 4 })),
+    ] {
+        let cfg = StepConfig {
+            local,
+            ..StepConfig::tiny(frame, drop_path)
+        };
+        let n = cfg.batch * 3 * cfg.vit.img * cfg.vit.img;
+        let view = |k: f32| (0..n).map(|i| (i as f32 * k).sin()).collect::<Vec<f32>>();
+        let crops = local.map(|l| {
+            (0..l.count * cfg.batch * 3 * l.img * l.img)
+                .map(|i| (i as f32 * 0.3).cos())
+                .collect::<Vec<f32>>()
+        });
+        let smoothing = TargetSmoothing { src: 0.1, mix: 0.2 };
+        let b = prepare_batch_with_local(&cfg, view(0.1), view(0.7), crops.clone(), 42, smoothing)
+            .expect("prepare");
+        h.update(batch_hash(&b).as_bytes());
+        let ranks = VirtualRanks::new(1, cfg.batch, cfg.mix).expect("one rank");
+        let r = prepare_batch_on_ranks(&cfg, ranks, view(0.1), view(0.7), crops, 42, smoothing)
+            .expect("prepare");
+        assert_eq!(batch_hash(&r), batch_hash(&b), "virtual_ranks = 1");
+    }
+    let got: String = h.finalize().iter().map(|b| format!("{b:02x}")).collect();
+    assert_eq!(got, PINNED, "one rank's batch inputs changed");
 }

@@ -2,7 +2,8 @@
 //! (`scripts/replay_step.py`): dumps made through the `patchmix` binary in both frames, with
 //! drop path and with multi-crop local crops, must match PyTorch's losses, gradients, AdamW
 //! update, BN running statistics and momentum EMA, with the targets' label smoothing; a dump
-//! with one tampered tensor must not.
+//! with one tampered tensor must not. A step with two virtual ranks must match a replay of the
+//! original's two DDP ranks.
 //!
 //! Needs a `python3` with `torch` and `safetensors`; without them every test prints
 //! `SKIPPED: …` and passes (CI has no PyTorch).
@@ -389,4 +390,84 @@ fn a_tampered_step_fails_the_replay() {
     let (code, _, err) = replay(&d, &[]);
     assert_eq!(code, 2, "{err}");
     assert!(err.contains("inputs.safetensors"), "{err}");
+}
+
+/// Two virtual ranks (`--virtual-ranks 2`): the replay rebuilds the step the original runs on
+/// two GPUs with DDP, from the original's semantics (each rank mixes its own 4 images with
+/// targets shifted by 4·rank, its queries meet the gathered keys of both ranks, SyncBN over
+/// all 8 rows, DDP's mean of the ranks' gradients), and agrees with the engine's one-process
+/// emulation; a dump that claims one rank does not replay.
+#[test]
+fn steps_with_two_virtual_ranks_match_a_pytorch_replay_of_two_ddp_ranks() {
+    if !torch_available() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let assert_two_ranks = |d: &Path, name: &str| -> Value {
+        let r = assert_replays(d, name);
+        assert_eq!(r["virtual_ranks"], 2, "{name}");
+        assert!(
+            num(&r, &["worst", "loss", "err"]) <= 1e-5,
+            "{name}: {}",
+            r["worst"]
+        );
+        for k in ["target_src", "target_mix", "target_mix2"] {
+            assert_eq!(r["inputs"][k]["ok"], true, "{name}: {k}: {}", r["inputs"]);
+        }
+        r
+    };
+    // No momentum, the presets' src smoothing 0.1, from non-zero AdamW moments.
+    let d = dump(
+        dir.path(),
+        "ranks2",
+        "frame = \"no-momentum\"\nvirtual_ranks = 2",
+        2,
+    );
+    let cfg: Value =
+        serde_json::from_str(&std::fs::read_to_string(d.join("step_config.json")).unwrap())
+            .unwrap();
+    assert_eq!(cfg["virtual_ranks"], 2, "{cfg}");
+    let inputs = patchmix_export::weights::load_safetensors(d.join("inputs.safetensors")).unwrap();
+    // Row 3, rank 0's last image, mixes with rank 0's image 0, not with rank 1's image 4.
+    let t = &inputs.tensors["target_mix"];
+    let (off, on) = (0.0f32, 0.5f32);
+    assert_eq!(t[[3, 0]], on, "{t}");
+    assert_eq!(t[[3, 4]], off, "{t}");
+    assert_eq!(t[[7, 4]], on, "{t}");
+    assert_two_ranks(&d, "two virtual ranks");
+
+    // Momentum frame, drop path, two local crops per image and mix smoothing: every crop is
+    // mixed within its rank's group, and each rank's crop rows meet every rank's keys.
+    let m = dump(
+        dir.path(),
+        "ranks2-multi",
+        "frame = \"momentum\"\nvirtual_ranks = 2\nsmoothing = 0.2\nlocal_crops = 2\nlocal_size = 4\nglobal_crop = 0.4\ndrop_path = 0.3",
+        1,
+    );
+    let r = assert_two_ranks(&m, "two virtual ranks, multi-crop");
+    for k in ["multi", "multi_mix"] {
+        assert!(
+            r["losses"][k]["rel_err"].as_f64().unwrap() <= 1e-5,
+            "{k}: {}",
+            r["losses"]
+        );
+    }
+
+    // The same dump claiming one rank: its images and targets are not a one-rank PatchMix.
+    let cfg_path = d.join("step_config.json");
+    let mut lie: Value =
+        serde_json::from_str(&std::fs::read_to_string(&cfg_path).unwrap()).unwrap();
+    lie["virtual_ranks"] = 1.into();
+    std::fs::write(&cfg_path, lie.to_string()).unwrap();
+    let (code, r, err) = replay(&d, &[]);
+    assert_eq!(code, 1, "{err}");
+    for k in ["mix1", "mix2", "target_mix", "target_mix2"] {
+        assert_eq!(r["inputs"][k]["ok"], false, "{k}: {}", r["inputs"]);
+    }
+    // And a split the batch does not allow is a clear error.
+    lie["virtual_ranks"] = 3.into();
+    std::fs::write(&cfg_path, lie.to_string()).unwrap();
+    let (code, _, err) = replay(&d, &[]);
+    assert_eq!(code, 2, "{err}");
+    assert!(err.contains("virtual_ranks 3"), "{err}");
 }

@@ -4,7 +4,9 @@
 use patchmix_export::vit::VitConfig;
 use patchmix_train::device::{Device, DeviceOptions};
 use patchmix_train::session::{SessionOptions, StepSession};
-use patchmix_train::step::{Frame, StepConfig, build_step, init_state, prepare_batch};
+use patchmix_train::step::{
+    Frame, StepConfig, VirtualRanks, build_step, init_state, prepare_batch_on_ranks,
+};
 use rand::{RngExt, SeedableRng};
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -16,6 +18,10 @@ pub struct Args {
     /// The step configuration.
     #[command(flatten)]
     pub step: NamedStep,
+    /// Emulate W data-parallel ranks (as `pretrain --virtual-ranks`): the batch is PatchMixed
+    /// in W groups with rank-offset targets. The step graph is the same for every W.
+    #[arg(long, value_name = "W", default_value_t = 1)]
+    pub virtual_ranks: usize,
     /// Measured steps (after the warm-up steps).
     #[arg(long, default_value_t = 5)]
     pub steps: usize,
@@ -159,6 +165,8 @@ fn profile_by_op(path: &std::path::Path) -> anyhow::Result<Vec<(String, f64, usi
 /// Bad flags or engine errors.
 pub fn run(a: Args) -> anyhow::Result<()> {
     let cfg = config(&a)?;
+    let ranks = VirtualRanks::new(a.virtual_ranks, cfg.batch, cfg.mix)
+        .map_err(|e| anyhow::anyhow!("--virtual-ranks {}: {e}", a.virtual_ranks))?;
     let step = build_step(&cfg).map_err(anyhow::Error::msg)?;
     let hist = step.graph.op_histogram();
     println!(
@@ -187,7 +195,7 @@ pub fn run(a: Args) -> anyhow::Result<()> {
         .map(|i| {
             let v1: Vec<f32> = (0..n).map(|_| rng.random_range(-2.0..2.0f32)).collect();
             let v2: Vec<f32> = (0..n).map(|_| rng.random_range(-2.0..2.0f32)).collect();
-            prepare_batch(&cfg, v1, v2, i, 0.0).map_err(anyhow::Error::msg)
+            prepare_batch_on_ranks(&cfg, ranks, v1, v2, None, i, 0.0).map_err(anyhow::Error::msg)
         })
         .collect::<Result<_, _>>()?;
     let levels: Vec<u8> = a
@@ -284,6 +292,7 @@ pub fn run(a: Args) -> anyhow::Result<()> {
         let doc = serde_json::json!({
             "config": a.step.config,
             "batch": cfg.batch,
+            "virtual_ranks": a.virtual_ranks,
             "img": cfg.vit.img,
             "patch": cfg.vit.patch,
             "dim": cfg.vit.dim,

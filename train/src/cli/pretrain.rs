@@ -63,6 +63,13 @@ pub struct Args {
     /// Default: the config's (`fp32`).
     #[arg(long)]
     pub precision: Option<String>,
+    /// Emulate W data-parallel ranks in this one process (the original's recipe on W GPUs):
+    /// the batch (the global batch) is cut into W groups of batch/W images, each PatchMixed
+    /// within itself with rank-offset targets; BatchNorm statistics and the keys span the
+    /// whole batch (SyncBatchNorm, gathered keys). batch must be a multiple of W, with at
+    /// least m images per group. Default: the config's `virtual_ranks` (1).
+    #[arg(long, value_name = "W")]
+    pub virtual_ranks: Option<usize>,
     /// Hide the progress bar.
     #[arg(long)]
     pub quiet: bool,
@@ -103,6 +110,9 @@ pub fn resolve(a: &Args) -> anyhow::Result<PretrainConfig> {
     }
     if let Some(v) = a.seed {
         c.seed = v;
+    }
+    if let Some(v) = a.virtual_ranks {
+        c.virtual_ranks = v;
     }
     if let Some(v) = a.max_steps {
         c.max_steps = Some(v);

@@ -4,7 +4,7 @@
 
 use crate::device::Device;
 use crate::step::StepConfigError;
-use crate::step::{Frame, LocalCrops, Precision, StepConfig, TargetSmoothing};
+use crate::step::{Frame, LocalCrops, Precision, StepConfig, TargetSmoothing, VirtualRanks};
 use patchmix_export::vit::{VitConfig, VitConfigError, VitPreset};
 use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
@@ -179,6 +179,18 @@ pub struct PretrainConfig {
     /// optimizer state) or `fp16` (the same, with dynamic loss scaling).
     #[serde(default)]
     pub precision: Precision,
+    /// Virtual ranks W: one process emulates W data-parallel ranks of the original (its DDP
+    /// recipe on W GPUs). `batch` stays the global batch; each group of `batch / W` images is
+    /// PatchMixed within itself with rank-offset targets, while BatchNorm statistics and the
+    /// keys span the whole batch, as SyncBatchNorm and the gathered keys do (see
+    /// [`crate::step::ranks`]). 1 (the default, and what a configuration written before this
+    /// field existed reads as) is the plain single-process step.
+    #[serde(default = "one_rank")]
+    pub virtual_ranks: usize,
+}
+
+fn one_rank() -> usize {
+    1
 }
 
 /// The smoothing of the view-to-view target in the original: its pretraining builds that
@@ -242,6 +254,7 @@ fn cifar_tiny(data: &str) -> PretrainConfig {
         device: Device::Cpu,
         cuda_graph: false,
         precision: Precision::Fp32,
+        virtual_ranks: 1,
     }
 }
 
@@ -421,17 +434,36 @@ impl PretrainConfig {
         Ok(s)
     }
 
-    /// Checks every field, with messages that name the field and what to do. A batch smaller
-    /// than 2m−1 is allowed (the repeated mix-to-mix targets are accumulated) and logged as a
-    /// warning.
+    /// The split of the step's batch over [`virtual_ranks`](Self::virtual_ranks). The batch
+    /// and m are the step's (for a run, this configuration's own step: `bench loader` pairs a
+    /// recipe with another step).
+    ///
+    /// # Errors
+    /// `virtual_ranks` 0, a batch that is not a multiple of it, or (W > 1) fewer than `mix`
+    /// images per rank: [`ConfigError::Invalid`] naming `virtual_ranks`, `batch` and `mix`.
+    pub fn ranks(&self, step: &StepConfig) -> Result<VirtualRanks, ConfigError> {
+        VirtualRanks::new(self.virtual_ranks, step.batch, step.mix)
+            .map_err(|e| invalid("virtual_ranks", e.to_string()))
+    }
+
+    /// Checks every field, with messages that name the field and what to do. A batch per rank
+    /// smaller than 2m−1 is allowed (the repeated mix-to-mix targets are accumulated) and
+    /// logged as a warning.
     ///
     /// # Errors
     /// The first problem found.
     pub fn validate(&self) -> Result<(), ConfigError> {
         let s = self.step_config()?;
-        if self.batch < 2 * self.mix - 1 {
+        let ranks = self.ranks(&s)?;
+        let b = ranks.per_rank();
+        if b < 2 * self.mix - 1 {
+            let per = if ranks.world() > 1 {
+                format!(" / virtual_ranks {} = {b}", ranks.world())
+            } else {
+                String::new()
+            };
             log::warn!(
-                "batch {} < 2m−1 = {}: mix-to-mix targets repeat (they are accumulated, see patchmix-core)",
+                "batch {}{per} < 2m−1 = {}: mix-to-mix targets repeat (they are accumulated, see patchmix-core)",
                 self.batch,
                 2 * self.mix - 1
             );

@@ -13,7 +13,9 @@
 //!   `heads`), `hidden`, `out`, `batch`, `mix` (m), `frame` (`no-momentum` or `momentum`),
 //!   `drop_path` (the maximum rate), `local` (`null` or `{count, img}`) and `precision`; and
 //!   the label smoothing the targets were built with, `src_smoothing` (the view-to-view
-//!   target) and `smoothing` (the two mix targets).
+//!   target) and `smoothing` (the two mix targets); and `virtual_ranks` (W: the batch's groups
+//!   of B/W images were PatchMixed separately with rank-offset targets, see
+//!   [`crate::step::ranks`]).
 //!
 //! `scripts/replay_step.py DIR` rebuilds the step from these files in PyTorch autograd and
 //! compares its losses, gradients and updated state with the engine's.
@@ -26,7 +28,8 @@ use ndarray::ArrayD;
 use patchmix_export::weights::{IntStateDict, StateDict, save_safetensors_with_ints};
 use std::path::Path;
 
-/// `step_config.json`: the step configuration plus the targets' label smoothing.
+/// `step_config.json`: the step configuration plus the targets' label smoothing and the
+/// virtual ranks.
 fn step_config_json(
     sc: &crate::step::StepConfig,
     cfg: &super::PretrainConfig,
@@ -35,6 +38,7 @@ fn step_config_json(
     if let Some(o) = v.as_object_mut() {
         o.insert("src_smoothing".into(), cfg.src_smoothing.into());
         o.insert("smoothing".into(), cfg.smoothing.into());
+        o.insert("virtual_ranks".into(), cfg.virtual_ranks.into());
     }
     serde_json::to_string_pretty(&v)
 }

@@ -14,8 +14,7 @@ use crate::device::DeviceOptions;
 use crate::session::{SessionOptions, StepSession};
 use crate::step::{HostState, Losses};
 use crate::step::{
-    Precision, PreparedBatch, StepConfig, StepGraph, build_step, init_state,
-    prepare_batch_with_local,
+    Precision, PreparedBatch, StepConfig, StepGraph, build_step, init_state, prepare_batch_on_ranks,
 };
 use patchmix_core::{cosine_schedule, momentum_schedule, temperature_schedule};
 use patchmix_export::data::{Dataset, DatasetRef};
@@ -158,7 +157,8 @@ pub fn raw_views(batch: crate::data::Batch) -> RawViews {
 }
 
 /// Step `global_step`'s inputs (PatchMix images, targets, drop-path masks, all derived from
-/// the run seed and the step) and schedule values. A pure function of its arguments, so the
+/// the run seed and the step; per virtual rank group when `virtual_ranks` > 1) and schedule
+/// values. A pure function of its arguments, so the
 /// training loop runs it for the next step on another thread while the current step runs.
 ///
 /// # Errors
@@ -172,7 +172,8 @@ pub fn prepare_step_inputs(
 ) -> Result<(PreparedBatch, Scalars), PretrainError> {
     let s = scalars(cfg, steps_per_epoch, epoch, global_step)?;
     let seed = step_seed(cfg.seed, global_step);
-    let b = prepare_batch_with_local(sc, view1, view2, local, seed, cfg.target_smoothing())?;
+    let ranks = cfg.ranks(sc)?;
+    let b = prepare_batch_on_ranks(sc, ranks, view1, view2, local, seed, cfg.target_smoothing())?;
     Ok((b, s))
 }
 
@@ -253,6 +254,15 @@ impl Trainer {
                 let (h, p) = read_checkpoint(&dir, &step.layout)?;
                 if p.config.step_config()? != sc {
                     return Err(PretrainError::CheckpointMismatch { dir });
+                }
+                // The state is global (parameters, moments, BN statistics over the whole
+                // batch), so a run may continue with another split into virtual ranks.
+                if p.config.virtual_ranks != cfg.virtual_ranks {
+                    log::info!(
+                        "resuming with virtual_ranks = {} (the checkpoint ran with {})",
+                        cfg.virtual_ranks,
+                        p.config.virtual_ranks
+                    );
                 }
                 log::info!(
                     "resuming from {} (epoch {}, step {} of it, global step {})",

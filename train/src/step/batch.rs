@@ -1,12 +1,12 @@
 //! Host-side preparation of one step's inputs from two augmented views: the PatchMix images
 //! (two independent permutations, through the core's plans), the soft targets (the core's
-//! labels) and the drop-path masks, all drawn from one seeded RNG per step.
+//! labels) and the drop-path masks, all drawn from one seeded RNG per step; with virtual
+//! ranks, per rank group (see [`super::ranks`]).
 
 use super::config::StepConfig;
 use super::inputs::StepInputs;
-use patchmix_core::{
-    ImageShape, LabelSpec, MixPlan, mix_to_mix_targets, mix_to_origin_targets, origin_targets,
-};
+use super::ranks::{VirtualRanks, rank_targets};
+use patchmix_core::{ImageShape, MixPlan};
 use rand::{RngExt, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
@@ -49,6 +49,14 @@ pub enum BatchError {
         batch: usize,
         /// The crops' side.
         img: usize,
+    },
+    /// The virtual ranks split another batch than the step's.
+    #[error("the virtual ranks split a batch of {split}, the step's batch is {batch}")]
+    RanksBatch {
+        /// The batch the ranks split.
+        split: usize,
+        /// The step's batch.
+        batch: usize,
     },
     /// The core rejected the mixing geometry or the label smoothing.
     #[error(transparent)]
@@ -94,7 +102,7 @@ pub struct PreparedBatch {
     pub targets: [Vec<f32>; 3],
     /// Drop-path scales per base pass (2·depth·B each), empty when drop path is off.
     pub drop_path: Vec<Vec<f32>>,
-    /// The two permutations used for mix1 and mix2.
+    /// The two permutations used for mix1 and mix2 (shared by every virtual rank's group).
     pub perms: [Vec<u32>; 2],
     /// Multi-crop: the local crops and their PatchMix (n·B·3·l·l each, crop-major).
     pub local: Option<[Vec<f32>; 2]>,
@@ -154,8 +162,51 @@ pub fn prepare_batch_with_local(
     seed: u64,
     smoothing: impl Into<TargetSmoothing>,
 ) -> Result<PreparedBatch, BatchError> {
+    let ranks = VirtualRanks::single(cfg.batch);
+    prepare_batch_on_ranks(cfg, ranks, view1, view2, local, seed, smoothing)
+}
+
+/// [`prepare_batch_with_local`] for `ranks` virtual ranks: the batch is cut into W contiguous
+/// groups of B/W images, each PatchMixed within itself (every group with the same step's
+/// permutations, as the original's identically seeded ranks), and the targets stack each
+/// group's rank-offset rows ([`rank_targets`]). The RNG draws are those of one rank, so the
+/// drop-path masks do not depend on W, and W = 1 gives exactly [`prepare_batch_with_local`].
+///
+/// # Errors
+/// As [`prepare_batch_with_local`], and [`BatchError::RanksBatch`] when `ranks` splits another
+/// batch than the step's.
+///
+/// # Examples
+///
+/// ```
+/// use patchmix_train::step::{Frame, StepConfig, VirtualRanks, prepare_batch_on_ranks};
+///
+/// let cfg = StepConfig::tiny(Frame::NoMomentum, 0.0); // B = 8, m = 2
+/// let n = cfg.batch * 3 * cfg.vit.img * cfg.vit.img;
+/// let view: Vec<f32> = (0..n).map(|i| i as f32).collect();
+/// let ranks = VirtualRanks::new(2, cfg.batch, cfg.mix)?;
+/// let b = prepare_batch_on_ranks(&cfg, ranks, view.clone(), view, None, 1, 0.0)?;
+/// // Row 3 (rank 0's last image) mixes with rank 0's image 0, not with image 4.
+/// assert_eq!(&b.targets[1][3 * 8..4 * 8], &[0.5, 0.0, 0.0, 0.5, 0.0, 0.0, 0.0, 0.0]);
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+pub fn prepare_batch_on_ranks(
+    cfg: &StepConfig,
+    ranks: VirtualRanks,
+    view1: Vec<f32>,
+    view2: Vec<f32>,
+    local: Option<Vec<f32>>,
+    seed: u64,
+    smoothing: impl Into<TargetSmoothing>,
+) -> Result<PreparedBatch, BatchError> {
     let smoothing = smoothing.into();
     let (b, img, grid) = (cfg.batch, cfg.vit.img, cfg.vit.grid());
+    if ranks.batch() != b {
+        return Err(BatchError::RanksBatch {
+            split: ranks.batch(),
+            batch: b,
+        });
+    }
     let len = b * 3 * img * img;
     if view1.len() != len || view2.len() != len {
         return Err(BatchError::ViewSize {
@@ -171,10 +222,17 @@ pub fn prepare_batch_with_local(
     let mut mixed = Vec::with_capacity(2);
     let mut perms = Vec::with_capacity(2);
     for view in [&view1, &view2] {
-        let plan = MixPlan::from_seed(b, grid, cfg.mix, rng.random::<u64>())?;
         let mut out = vec![0.0f32; len];
-        plan.apply_nchw(shape, view, &mut out)?;
-        perms.push(plan.perm().to_vec());
+        let perm = mix_groups(
+            ranks,
+            grid,
+            cfg.mix,
+            rng.random::<u64>(),
+            shape,
+            view,
+            &mut out,
+        )?;
+        perms.push(perm);
         mixed.push(out);
     }
     let local = match (&cfg.local, local) {
@@ -195,18 +253,15 @@ pub fn prepare_batch_with_local(
             let lgrid = lc.img / cfg.vit.patch;
             let lshape = ImageShape::square(3, lc.img);
             let mut mixed = vec![0.0f32; crops.len()];
+            // Crop j of every image is rows j·B .. (j+1)·B, so rank r's crops j are its rows
+            // r·b .. (r+1)·b within that block.
             for (src, dst) in crops.chunks(b * per).zip(mixed.chunks_mut(b * per)) {
-                let plan = MixPlan::from_seed(b, lgrid, cfg.mix, rng.random::<u64>())?;
-                plan.apply_nchw(lshape, src, dst)?;
+                mix_groups(ranks, lgrid, cfg.mix, rng.random::<u64>(), lshape, src, dst)?;
             }
             Some([crops, mixed])
         }
     };
-    let src_spec = LabelSpec::single(b, smoothing.src)?;
-    let t_src: Vec<f32> = origin_targets(&src_spec)?;
-    let spec = LabelSpec::single(b, smoothing.mix)?;
-    let t_mix: Vec<f32> = mix_to_origin_targets(&spec, cfg.mix)?;
-    let t_mix2: Vec<f32> = mix_to_mix_targets(&spec, cfg.mix)?;
+    let [t_src, t_mix, t_mix2] = rank_targets(ranks, cfg.mix, smoothing)?;
     let drop_path = if cfg.has_drop_path() {
         let rates = cfg.drop_path_rates();
         cfg.base_passes()
@@ -242,10 +297,128 @@ pub fn prepare_batch_with_local(
     })
 }
 
+/// PatchMixes `src` (B images of `shape`) into `dst` within each rank's group of B/W images,
+/// all with the plan of `plan_seed`; returns its token permutation.
+fn mix_groups(
+    ranks: VirtualRanks,
+    grid: usize,
+    mix: usize,
+    plan_seed: u64,
+    shape: ImageShape,
+    src: &[f32],
+    dst: &mut [f32],
+) -> Result<Vec<u32>, BatchError> {
+    let plan = MixPlan::from_seed(ranks.per_rank(), grid, mix, plan_seed)?;
+    let group = src.len() / ranks.world();
+    for (s, d) in src.chunks(group).zip(dst.chunks_mut(group)) {
+        plan.apply_nchw(shape, s, d)?;
+    }
+    Ok(plan.perm().to_vec())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::step::Frame;
+    use crate::step::{Frame, LocalCrops};
+
+    /// B = 8 with two virtual ranks is two independent B = 4 batches side by side: each half's
+    /// PatchMix images (global views and every local crop) are what a B = 4 step prepares from
+    /// that half with the same seed, the targets are the B = 4 targets in the diagonal blocks
+    /// (rank r's rows point at its own columns 4r..4r+4) and 0 elsewhere, and the permutations
+    /// and drop-path masks are those of one rank (the RNG draws do not depend on W).
+    #[test]
+    fn two_virtual_ranks_are_two_independent_group_plans_side_by_side() {
+        let cfg = StepConfig {
+            local: Some(LocalCrops { count: 2, img: 4 }),
+            ..StepConfig::tiny(Frame::Momentum, 0.3)
+        };
+        let half = StepConfig {
+            batch: 4,
+            ..cfg.clone()
+        };
+        let (b, per) = (cfg.batch, 3 * cfg.vit.img * cfg.vit.img);
+        let lper = 3 * 4 * 4;
+        let view = |k: f32| {
+            (0..b * per)
+                .map(|i| (i as f32 * k).sin())
+                .collect::<Vec<f32>>()
+        };
+        let (v1, v2) = (view(0.1), view(0.37));
+        let crops: Vec<f32> = (0..2 * b * lper).map(|i| (i as f32 * 0.3).cos()).collect();
+        let ranks = VirtualRanks::new(2, b, cfg.mix).unwrap();
+        let two = prepare_batch_on_ranks(
+            &cfg,
+            ranks,
+            v1.clone(),
+            v2.clone(),
+            Some(crops.clone()),
+            9,
+            0.0,
+        )
+        .unwrap();
+        let groups: Vec<PreparedBatch> = (0..2)
+            .map(|r| {
+                let rows = |v: &[f32], n: usize| v[r * 4 * n..(r + 1) * 4 * n].to_vec();
+                // Crop j of image i is row j·B + i: rank r's crops j are rows j·8 + 4r ..
+                let local: Vec<f32> = (0..2)
+                    .flat_map(|j| {
+                        crops[(j * 8 + r * 4) * lper..(j * 8 + r * 4 + 4) * lper].to_vec()
+                    })
+                    .collect();
+                prepare_batch_with_local(&half, rows(&v1, per), rows(&v2, per), Some(local), 9, 0.0)
+                    .unwrap()
+            })
+            .collect();
+        for k in 2..4 {
+            let side_by_side = [groups[0].images[k].clone(), groups[1].images[k].clone()].concat();
+            assert_eq!(two.images[k], side_by_side, "image {k}");
+        }
+        let mut mixed_crops = Vec::new();
+        for j in 0..2 {
+            for g in &groups {
+                let mixed = &g.local.as_ref().unwrap()[1];
+                mixed_crops.extend_from_slice(&mixed[j * 4 * lper..(j + 1) * 4 * lper]);
+            }
+        }
+        assert_eq!(two.local.as_ref().unwrap()[1], mixed_crops);
+        for (t, (two_t, g)) in two.targets.iter().zip(groups[0].targets.iter()).enumerate() {
+            for row in 0..8 {
+                for col in 0..8 {
+                    let (r, c) = (row / 4, col / 4);
+                    let want = if r == c {
+                        g[(row % 4) * 4 + col % 4]
+                    } else {
+                        0.0
+                    };
+                    assert_eq!(two_t[row * 8 + col], want, "target {t} ({row}, {col})");
+                }
+            }
+        }
+        assert_eq!(groups[0].targets, groups[1].targets);
+        let one = prepare_batch_with_local(&cfg, v1, v2, Some(crops), 9, 0.0).unwrap();
+        assert_eq!(two.perms, one.perms);
+        assert_eq!(two.perms, groups[0].perms);
+        assert_eq!(two.drop_path, one.drop_path);
+        assert_ne!(two.images[2], one.images[2], "the split changes the mix");
+        assert_ne!(two.targets[1], one.targets[1]);
+        assert_eq!(
+            two.targets[0], one.targets[0],
+            "the origin target is I either way"
+        );
+    }
+
+    #[test]
+    fn ranks_that_split_another_batch_are_an_error() {
+        let cfg = StepConfig::tiny(Frame::NoMomentum, 0.0);
+        let n = cfg.batch * 3 * cfg.vit.img * cfg.vit.img;
+        let ranks = VirtualRanks::new(2, 4, 2).unwrap();
+        let e = prepare_batch_on_ranks(&cfg, ranks, vec![0.0; n], vec![0.0; n], None, 0, 0.0)
+            .unwrap_err();
+        assert!(
+            matches!(e, BatchError::RanksBatch { split: 4, batch: 8 }),
+            "{e}"
+        );
+    }
 
     fn batch(smoothing: impl Into<TargetSmoothing>) -> PreparedBatch {
         let cfg = StepConfig::tiny(Frame::NoMomentum, 0.0);

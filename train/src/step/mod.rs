@@ -14,13 +14,15 @@ mod loss;
 pub mod names;
 mod outputs;
 mod precision;
+pub mod ranks;
 mod scaler;
 mod stages;
 mod state;
 
 pub use adamw::{AdamInputs, BETA1, BETA2, EPS, adamw};
 pub use batch::{
-    BatchError, PreparedBatch, TargetSmoothing, prepare_batch, prepare_batch_with_local,
+    BatchError, PreparedBatch, TargetSmoothing, prepare_batch, prepare_batch_on_ranks,
+    prepare_batch_with_local,
 };
 pub use build::{StepGraph, build_step, build_step_with};
 pub use config::{Frame, LocalCrops, StepConfig, StepConfigError};
@@ -33,5 +35,6 @@ pub use layout::{Layout, Slot, StateLayout, is_decayed, predictor_layers, projec
 pub use loss::{l2_normalize, soft_ce};
 pub use outputs::Losses;
 pub use precision::{Precision, UnknownPrecision};
+pub use ranks::{RankSplitError, VirtualRanks, rank_targets};
 pub use scaler::{BACKOFF_FACTOR, GROWTH_FACTOR, GROWTH_INTERVAL, INIT_SCALE, LossScaler};
 pub use state::HostState;
