@@ -4,15 +4,20 @@
 //! Randomness comes from a caller's RNG (the loader seeds a `ChaCha8Rng` per sample), so a
 //! pipeline run is reproducible byte for byte from a seed.
 
+pub mod affine;
 pub mod blur;
 pub mod crop;
 pub mod flip;
 pub mod gray;
 pub mod hsv;
 pub mod jitter;
+pub mod mixup;
 pub mod pipeline;
+pub mod randaugment;
 pub mod random;
+pub mod sharpness;
 pub mod solarize;
+pub mod tone;
 
 pub use jitter::ColorJitter;
 pub use pipeline::{AugmentConfig, AugmentError, MultiCrop, Pipeline, ViewImages, ViewSpec};
