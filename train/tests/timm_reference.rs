@@ -192,6 +192,20 @@ fn randaugment_ops_match_pil_byte_for_byte() {
     );
 }
 
+/// `(n, c, h, w, classes, smoothing, λ, cutmix, cy, cx)`.
+type Setup = (
+    usize,
+    usize,
+    usize,
+    usize,
+    usize,
+    f64,
+    f64,
+    bool,
+    usize,
+    usize,
+);
+
 #[test]
 fn mixup_and_cutmix_match_timm() {
     if !timm_available() {
@@ -200,18 +214,7 @@ fn mixup_and_cutmix_match_timm() {
     let mut rng = ChaCha8Rng::seed_from_u64(21);
     // (n, c, h, w, classes, smoothing, λ, cutmix, cy, cx): mixup; cutmix unclipped and
     // clipped at every edge; λ giving odd cuts; no smoothing.
-    let setups: &[(
-        usize,
-        usize,
-        usize,
-        usize,
-        usize,
-        f64,
-        f64,
-        bool,
-        usize,
-        usize,
-    )] = &[
+    let setups: &[Setup] = &[
         (4, 3, 5, 6, 10, 0.1, 0.6180339887, false, 0, 0),
         (6, 2, 7, 5, 3, 0.1, 0.37, false, 0, 0),
         (4, 3, 8, 8, 10, 0.1, 0.75, true, 4, 4),

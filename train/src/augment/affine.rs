@@ -138,8 +138,9 @@ pub fn rotate(img: &RgbImage, degrees: f64, resample: Resample, fill: [u8; 3]) -
         round15(a.cos()),
         0.0,
     ];
-    m[2] = m[0] * -cx + m[1] * -cy + m[2];
-    m[5] = m[3] * -cx + m[4] * -cy + m[5];
+    // PIL: `(a·x + b·y) + c` with c = 0 (IEEE addition commutes exactly).
+    m[2] += m[0] * -cx + m[1] * -cy;
+    m[5] += m[3] * -cx + m[4] * -cy;
     m[2] += cx;
     m[5] += cy;
     affine_warp(img, m, resample, fill)

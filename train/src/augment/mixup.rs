@@ -419,7 +419,7 @@ impl Mixup {
         classes: usize,
     ) -> Result<(Mix, Vec<f32>), MixupError> {
         let n = labels.len();
-        if n % 2 != 0 {
+        if !n.is_multiple_of(2) {
             return Err(MixupError::Batch(format!("batch size {n} must be even")));
         }
         // Checks the labels before touching the images.

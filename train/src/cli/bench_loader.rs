@@ -5,6 +5,11 @@
 //! local crops stacked crop-major, the PatchMix mixing of both views and the soft targets and
 //! drop-path masks, through [`prepare_step_inputs`]), on the same named configurations
 //! as `bench step`, so that the two img/s can be put side by side.
+//!
+//! With `--finetune` it also times, in the same run and on the same images, the fine-tuning
+//! data path (the recipe's per-image training transform — crop, flip, RandAugment, normalise,
+//! random erasing — on a pool of the same size, then Mixup/CutMix and the soft targets of the
+//! batch) and reports its img/s beside the pretraining loader's.
 
 use std::hint::black_box;
 use std::sync::Arc;
@@ -12,11 +17,14 @@ use std::time::Instant;
 
 use anyhow::{Context, bail};
 use patchmix_export::data::{Dataset, DatasetRef};
+use patchmix_train::augment::finetune::{FinetuneConfig, FinetuneTransform};
+use patchmix_train::augment::mixup::{Mixup, MixupConfig};
 use patchmix_train::augment::{AugmentConfig, MultiCrop, Pipeline};
-use patchmix_train::data::{Loader, LoaderConfig};
+use patchmix_train::data::{Loader, LoaderConfig, epoch_order, mix_rng};
 use patchmix_train::pretrain::PretrainConfig;
 use patchmix_train::pretrain::run::{DEFAULT_GLOBAL_CROP, prepare_step_inputs, raw_views};
 use patchmix_train::step::{LocalCrops, StepConfig};
+use rayon::prelude::*;
 
 /// The recipe whose data settings (minimum crop area, label smoothing, seed) the benchmark
 /// uses: the CIFAR ViT-T/2 one.
@@ -58,6 +66,10 @@ pub struct Args {
     /// Multi-crop: side of the local crops in pixels (a multiple of the patch size).
     #[arg(long, default_value_t = 16)]
     pub local_size: usize,
+    /// Also time the fine-tuning data path (the recipe's training transform of every image,
+    /// then Mixup/CutMix of the batch) on the same images and thread counts.
+    #[arg(long)]
+    pub finetune: bool,
     /// Print one JSON object per thread count, one per line, instead of the table.
     #[arg(long)]
     pub json: bool,
@@ -189,6 +201,60 @@ fn measure(
     })
 }
 
+/// Seconds of the measured batches through the fine-tuning data path on `threads` workers:
+/// per batch, the images of the epoch order transformed in parallel with
+/// [`FinetuneTransform::train_sample`], then [`Mixup::mix_batch`] with the batch's
+/// [`mix_rng`].
+fn measure_finetune(
+    a: &Args,
+    cfg: &StepConfig,
+    dataset: &Dataset,
+    seed: u64,
+    threads: usize,
+) -> anyhow::Result<f64> {
+    let pool = rayon::ThreadPoolBuilder::new()
+        .num_threads(threads)
+        .build()
+        .context("the fine-tuning worker pool")?;
+    let size = cfg.vit.img as u32;
+    let transform = FinetuneTransform::new(FinetuneConfig::recipe(size))?;
+    let mixup = Mixup::new(MixupConfig::default())?;
+    let (n, b) = (dataset.len(), cfg.batch);
+    let spe = (n / b).max(1);
+    let floats = transform.config().floats();
+    let classes = dataset.num_classes().max(1);
+    let mut images = vec![0.0f32; b * floats];
+    let mut order = epoch_order(n, seed, 0);
+    let mut secs = 0.0;
+    for g in 0..a.warmup + a.batches {
+        let (epoch, step) = position(g, spe);
+        if step == 0 && g > 0 {
+            order = epoch_order(n, seed, epoch);
+        }
+        let t = Instant::now();
+        let idx = &order[step * b..(step + 1) * b];
+        pool.install(|| {
+            images
+                .par_chunks_mut(floats)
+                .zip(idx.par_iter())
+                .enumerate()
+                .try_for_each(|(k, (out, &i))| -> anyhow::Result<()> {
+                    let img = dataset.image(i)?;
+                    transform.train_sample(&img, seed, epoch, step * b + k, out)?;
+                    Ok(())
+                })
+        })?;
+        let labels: Vec<usize> = idx.iter().map(|&i| dataset.label(i) as usize).collect();
+        let hw = (size as usize, size as usize);
+        let mut rng = mix_rng(seed, epoch, step as u64);
+        black_box(mixup.mix_batch(&mut rng, &mut images, 3, hw, &labels, classes)?);
+        if g >= a.warmup {
+            secs += t.elapsed().as_secs_f64();
+        }
+    }
+    Ok(secs)
+}
+
 /// Runs the benchmark.
 ///
 /// # Errors
@@ -198,6 +264,12 @@ pub fn run(a: Args) -> anyhow::Result<()> {
     let threads = thread_counts(a.threads.as_deref())?;
     if a.batches == 0 {
         bail!("--batches must be at least 1");
+    }
+    if a.finetune && !cfg.batch.is_multiple_of(2) {
+        bail!(
+            "--finetune needs an even batch (Mixup pairs sample i with B − 1 − i), not {}",
+            cfg.batch
+        );
     }
     let recipe = PretrainConfig::preset(RECIPE).map_err(anyhow::Error::msg)?;
     let total = a.warmup + a.batches;
@@ -257,6 +329,11 @@ pub fn run(a: Args) -> anyhow::Result<()> {
     let mut rows = Vec::new();
     for &t in &threads {
         let m = measure(&a, &cfg, &dataset, &pipeline, &recipe, t)?;
+        let finetune_s = if a.finetune {
+            Some(measure_finetune(&a, &cfg, &dataset, recipe.seed, t)?)
+        } else {
+            None
+        };
         let img_per_s = imgs / m.wall_s;
         let loader_img_per_s = imgs / m.loader_alone_s;
         let prepare_img_per_s = imgs / m.prepare_s;
@@ -283,6 +360,12 @@ pub fn run(a: Args) -> anyhow::Result<()> {
                 "loader_img_per_s": loader_img_per_s,
                 "prepare_img_per_s": prepare_img_per_s,
             });
+            let mut line = line;
+            if let Some(f) = finetune_s {
+                line["finetune_s"] = serde_json::json!(f);
+                line["finetune_img_per_s"] = serde_json::json!(imgs / f);
+                line["finetune_vs_loader"] = serde_json::json!((imgs / f) / loader_img_per_s);
+            }
             println!("{line}");
         } else {
             println!(
@@ -295,6 +378,15 @@ pub fn run(a: Args) -> anyhow::Result<()> {
                 m.loader_wait_s * 1e3,
                 m.prepare_s * 1e3
             );
+            if let Some(f) = finetune_s {
+                println!(
+                    "{:>7}  fine-tuning path: {:.1} img/s ({:.2}× the pretraining loader's), {:.1} ms",
+                    "",
+                    imgs / f,
+                    (imgs / f) / loader_img_per_s,
+                    f * 1e3
+                );
+            }
         }
         rows.push((m.threads, img_per_s));
     }

@@ -7,4 +7,4 @@ mod seed;
 
 pub use batch::Batch;
 pub use loader::{EpochIter, Loader, LoaderConfig, LoaderError};
-pub use seed::{epoch_order, sample_rng, sample_seed};
+pub use seed::{epoch_order, mix_rng, sample_rng, sample_seed};
