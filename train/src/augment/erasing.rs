@@ -67,6 +67,22 @@ impl Default for RandomErasing {
     }
 }
 
+/// timm's box size for a target area (pixels) and aspect ratio:
+/// `h = round(√(area·aspect))`, `w = round(√(area/aspect))`, Python's round (half to even).
+///
+/// # Examples
+///
+/// ```
+/// use patchmix_train::augment::erasing::erase_size;
+///
+/// assert_eq!(erase_size(40.0, 2.5), (10, 4)); // √100, √16
+/// ```
+pub fn erase_size(area: f64, aspect: f64) -> (usize, usize) {
+    let h = (area * aspect).sqrt().round_ties_even() as usize;
+    let w = (area / aspect).sqrt().round_ties_even() as usize;
+    (h, w)
+}
+
 /// An erased box in pixels.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct EraseBox {
@@ -113,8 +129,7 @@ impl RandomErasing {
         for _ in 0..10 {
             let target = uniform(rng, self.min_area, self.max_area) * area;
             let aspect = uniform(rng, lo, hi).exp();
-            let h = (target * aspect).sqrt().round_ties_even() as usize;
-            let w = (target / aspect).sqrt().round_ties_even() as usize;
+            let (h, w) = erase_size(target, aspect);
             if w < width && h < height {
                 let top = rng.random_range(0..=height - h);
                 let left = rng.random_range(0..=width - w);
@@ -228,6 +243,17 @@ mod tests {
             mean.abs() < 0.05 && (var - 1.0).abs() < 0.05,
             "{mean} {var} over {n}"
         );
+    }
+
+    #[test]
+    fn sizes_round_half_to_even() {
+        // √(6.25·1) = 2.5 → 2 (even), √(12.25) = 3.5 → 4; aspect 1/4 swaps the roles.
+        assert_eq!(erase_size(6.25, 1.0), (2, 2));
+        assert_eq!(erase_size(12.25, 1.0), (4, 4));
+        assert_eq!(erase_size(64.0, 0.25), (4, 16));
+        // 0.02 of a 32×32 image at aspect 0.3: h = round(√6.144) = round(2.48) = 2,
+        // w = round(√68.27) = round(8.26) = 8.
+        assert_eq!(erase_size(0.02 * 1024.0, 0.3), (2, 8));
     }
 
     #[test]
