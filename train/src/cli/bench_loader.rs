@@ -7,9 +7,9 @@
 //! as `bench step`, so that the two img/s can be put side by side.
 //!
 //! With `--finetune` it also times, in the same run and on the same images, the fine-tuning
-//! data path (the recipe's per-image training transform — crop, flip, RandAugment, normalise,
-//! random erasing — on a pool of the same size, then Mixup/CutMix and the soft targets of the
-//! batch) and reports its img/s beside the pretraining loader's.
+//! data path ([`FinetuneLoader`]: the recipe's per-image training transform — crop, flip,
+//! RandAugment, normalise, random erasing — on a pool of the same size, then Mixup/CutMix and
+//! the soft targets of the batch) and reports its img/s beside the pretraining loader's.
 
 use std::hint::black_box;
 use std::sync::Arc;
@@ -20,11 +20,10 @@ use patchmix_export::data::{Dataset, DatasetRef};
 use patchmix_train::augment::finetune::{FinetuneConfig, FinetuneTransform};
 use patchmix_train::augment::mixup::{Mixup, MixupConfig};
 use patchmix_train::augment::{AugmentConfig, MultiCrop, Pipeline};
-use patchmix_train::data::{Loader, LoaderConfig, epoch_order, mix_rng};
+use patchmix_train::data::{FinetuneLoader, Loader, LoaderConfig, epoch_order};
 use patchmix_train::pretrain::PretrainConfig;
 use patchmix_train::pretrain::run::{DEFAULT_GLOBAL_CROP, prepare_step_inputs, raw_views};
 use patchmix_train::step::{LocalCrops, StepConfig};
-use rayon::prelude::*;
 
 /// The recipe whose data settings (minimum crop area, label smoothing, seed) the benchmark
 /// uses: the CIFAR ViT-T/2 one.
@@ -202,52 +201,37 @@ fn measure(
 }
 
 /// Seconds of the measured batches through the fine-tuning data path on `threads` workers:
-/// per batch, the images of the epoch order transformed in parallel with
-/// [`FinetuneTransform::train_sample`], then [`Mixup::mix_batch`] with the batch's
-/// [`mix_rng`].
+/// [`FinetuneLoader::batch_in`] (the recipe's per-sample transform in parallel, then
+/// Mixup/CutMix and the soft targets of the batch).
 fn measure_finetune(
     a: &Args,
     cfg: &StepConfig,
-    dataset: &Dataset,
+    dataset: &Arc<Dataset>,
     seed: u64,
     threads: usize,
 ) -> anyhow::Result<f64> {
-    let pool = rayon::ThreadPoolBuilder::new()
-        .num_threads(threads)
-        .build()
-        .context("the fine-tuning worker pool")?;
-    let size = cfg.vit.img as u32;
-    let transform = FinetuneTransform::new(FinetuneConfig::recipe(size))?;
-    let mixup = Mixup::new(MixupConfig::default())?;
-    let (n, b) = (dataset.len(), cfg.batch);
-    let spe = (n / b).max(1);
-    let floats = transform.config().floats();
-    let classes = dataset.num_classes().max(1);
-    let mut images = vec![0.0f32; b * floats];
-    let mut order = epoch_order(n, seed, 0);
+    let transform = FinetuneTransform::new(FinetuneConfig::recipe(cfg.vit.img as u32))?;
+    let loader = FinetuneLoader::new(
+        Arc::clone(dataset),
+        transform,
+        Mixup::new(MixupConfig::default())?,
+        LoaderConfig {
+            batch_size: cfg.batch,
+            seed,
+            threads,
+            prefetch: PREFETCH,
+        },
+    )?;
+    let spe = loader.steps_per_epoch();
+    let mut order = epoch_order(dataset.len(), seed, 0);
     let mut secs = 0.0;
     for g in 0..a.warmup + a.batches {
         let (epoch, step) = position(g, spe);
         if step == 0 && g > 0 {
-            order = epoch_order(n, seed, epoch);
+            order = epoch_order(dataset.len(), seed, epoch);
         }
         let t = Instant::now();
-        let idx = &order[step * b..(step + 1) * b];
-        pool.install(|| {
-            images
-                .par_chunks_mut(floats)
-                .zip(idx.par_iter())
-                .enumerate()
-                .try_for_each(|(k, (out, &i))| -> anyhow::Result<()> {
-                    let img = dataset.image(i)?;
-                    transform.train_sample(&img, seed, epoch, step * b + k, out)?;
-                    Ok(())
-                })
-        })?;
-        let labels: Vec<usize> = idx.iter().map(|&i| dataset.label(i) as usize).collect();
-        let hw = (size as usize, size as usize);
-        let mut rng = mix_rng(seed, epoch, step as u64);
-        black_box(mixup.mix_batch(&mut rng, &mut images, 3, hw, &labels, classes)?);
+        black_box(loader.batch_in(&order, epoch, step)?);
         if g >= a.warmup {
             secs += t.elapsed().as_secs_f64();
         }
