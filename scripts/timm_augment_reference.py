@@ -11,6 +11,9 @@ Reads a JSON list of cases on stdin and prints a JSON list of results, one per c
   "smoothing": s, "lam": l, "cutmix": bool, "cy": y, "cx": x}``: ``timm.data.Mixup`` (batch
   mode, correct_lam) with its draw fixed to (l, cutmix) and ``rand_bbox``'s centre to (y, x).
   Result: ``{"images": [...], "targets": [...], "box": [yl, yh, xl, xh] | null}``.
+* ``{"kind": "level", "name": OP, "magnitude": m, "negate": bool}``: timm's
+  ``LEVEL_TO_ARG[OP](m, hparams)`` with ``_randomly_negate``'s draw fixed to negate or not.
+  Result: ``{"args": [repr(arg), ...]}`` (Python's exact shortest repr of each argument).
 
 Used by ``train/tests/timm_reference.rs``; needs timm (and so torch and Pillow).
 """
@@ -87,6 +90,19 @@ def run_mixup(case):
     }
 
 
+def run_level(case):
+    fn = aa.LEVEL_TO_ARG[case["name"]]
+    if fn is None:
+        return {"args": []}
+    saved = aa.random.random
+    aa.random.random = (lambda: 0.9) if case["negate"] else (lambda: 0.1)
+    try:
+        args = fn(case["magnitude"], {"translate_const": 100, "img_mean": (124, 116, 104)})
+    finally:
+        aa.random.random = saved
+    return {"args": [repr(a) for a in args]}
+
+
 def main():
     cases = json.load(sys.stdin)
     out = []
@@ -95,6 +111,8 @@ def main():
             out.append(run_op(case))
         elif case["kind"] == "mixup":
             out.append(run_mixup(case))
+        elif case["kind"] == "level":
+            out.append(run_level(case))
         else:
             raise SystemExit(f"unknown case kind {case['kind']!r}")
     json.dump(out, sys.stdout)

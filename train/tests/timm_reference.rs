@@ -1,7 +1,8 @@
 //! The fine-tuning augmentations against timm itself (`scripts/timm_augment_reference.py`):
 //! every RandAugment op, on PIL images, at several arguments and both resampling filters, must
 //! give PIL's bytes exactly; Mixup and CutMix, with λ and the CutMix centre given, must give
-//! timm's mixed batch, box and soft targets exactly.
+//! timm's mixed batch, box and soft targets exactly; every op's magnitude-to-argument rule must
+//! give timm's `LEVEL_TO_ARG` value exactly, for both signs.
 //!
 //! Needs a `python3` with `timm` (so torch and Pillow); without it every test prints
 //! `SKIPPED: …` and passes (CI has no timm).
@@ -16,6 +17,7 @@ use patchmix_train::augment::affine::{
 };
 use patchmix_train::augment::jitter::{adjust_brightness, adjust_contrast, adjust_saturation};
 use patchmix_train::augment::mixup::{Mix, box_lambda, cut_box, mix_images, mixed_targets};
+use patchmix_train::augment::randaugment::{OpArg, RandOp, level_to_arg_signed};
 use patchmix_train::augment::sharpness::adjust_sharpness;
 use patchmix_train::augment::tone::{
     autocontrast, equalize, invert, posterize, solarize, solarize_add,
@@ -265,5 +267,42 @@ fn mixup_and_cutmix_match_timm() {
         }
         assert_eq!(x, &want_x, "case {i}: mixed images");
         assert_eq!(t, &want_t, "case {i}: targets");
+    }
+}
+
+#[test]
+fn magnitude_to_argument_matches_timm() {
+    if !timm_available() {
+        return;
+    }
+    let mut cases = Vec::new();
+    let mut mine = Vec::new();
+    for op in RandOp::INCREASING {
+        for m in [0.0, 0.37, 3.3, 7.5, 8.99, 9.0, 9.4861, 10.0] {
+            for negate in [false, true] {
+                cases.push(json!({
+                    "kind": "level", "name": op.timm_name(), "magnitude": m, "negate": negate,
+                }));
+                mine.push((op, m, negate, level_to_arg_signed(op, m, negate)));
+            }
+        }
+    }
+    let theirs = reference(&cases);
+    for ((op, m, negate, arg), t) in mine.iter().zip(&theirs) {
+        let want: Vec<String> = serde_json::from_value(t["args"].clone()).unwrap();
+        let got: Vec<f64> = match arg {
+            OpArg::None => vec![],
+            OpArg::Int(i) => vec![f64::from(*i)],
+            OpArg::Real(v) => vec![*v],
+        };
+        // Python's repr is the shortest round-trip form; Rust's parse is exact.
+        let want: Vec<f64> = want.iter().map(|s| s.parse().unwrap()).collect();
+        assert_eq!(got, want, "{op:?} at m = {m}, negate {negate}");
+        if let OpArg::Int(_) = arg {
+            assert!(
+                t["args"][0].as_str().is_some_and(|s| !s.contains('.')),
+                "{op:?}: timm gives an int"
+            );
+        }
     }
 }

@@ -61,6 +61,43 @@ pub enum RandOp {
 }
 
 impl RandOp {
+    /// timm's name of the op (its `NAME_TO_OP` key).
+    pub fn timm_name(self) -> &'static str {
+        match self {
+            RandOp::AutoContrast => "AutoContrast",
+            RandOp::Equalize => "Equalize",
+            RandOp::Invert => "Invert",
+            RandOp::Rotate => "Rotate",
+            RandOp::PosterizeIncreasing => "PosterizeIncreasing",
+            RandOp::SolarizeIncreasing => "SolarizeIncreasing",
+            RandOp::SolarizeAdd => "SolarizeAdd",
+            RandOp::ColorIncreasing => "ColorIncreasing",
+            RandOp::ContrastIncreasing => "ContrastIncreasing",
+            RandOp::BrightnessIncreasing => "BrightnessIncreasing",
+            RandOp::SharpnessIncreasing => "SharpnessIncreasing",
+            RandOp::ShearX => "ShearX",
+            RandOp::ShearY => "ShearY",
+            RandOp::TranslateXRel => "TranslateXRel",
+            RandOp::TranslateYRel => "TranslateYRel",
+        }
+    }
+
+    /// Whether timm draws a random sign for the op's argument.
+    pub fn is_signed(self) -> bool {
+        matches!(
+            self,
+            RandOp::Rotate
+                | RandOp::ColorIncreasing
+                | RandOp::ContrastIncreasing
+                | RandOp::BrightnessIncreasing
+                | RandOp::SharpnessIncreasing
+                | RandOp::ShearX
+                | RandOp::ShearY
+                | RandOp::TranslateXRel
+                | RandOp::TranslateYRel
+        )
+    }
+
     /// timm's `_RAND_INCREASING_TRANSFORMS`, in its order (the `inc1` list).
     pub const INCREASING: [RandOp; 15] = [
         RandOp::AutoContrast,
@@ -92,13 +129,9 @@ pub enum OpArg {
     Int(u32),
 }
 
-/// timm's `_randomly_negate`: `−v` when a uniform draw is `> 0.5`.
-fn randomly_negate<R: Rng + ?Sized>(rng: &mut R, v: f64) -> f64 {
-    if rng.random::<f64>() > 0.5 { -v } else { v }
-}
-
 /// timm's `level_to_arg` of `op` at magnitude `m` (already clipped to `[0, 10]`); signed ops
-/// draw their sign from `rng`.
+/// draw their sign from `rng` (negative when a uniform draw is `> 0.5`, as timm's
+/// `_randomly_negate`), then [`level_to_arg_signed`].
 ///
 /// # Examples
 ///
@@ -113,23 +146,38 @@ fn randomly_negate<R: Rng + ?Sized>(rng: &mut R, v: f64) -> f64 {
 /// assert_eq!(deg.abs(), 15.0);
 /// ```
 pub fn level_to_arg<R: Rng + ?Sized>(op: RandOp, m: f64, rng: &mut R) -> OpArg {
+    let negate = op.is_signed() && rng.random::<f64>() > 0.5;
+    level_to_arg_signed(op, m, negate)
+}
+
+/// timm's `level_to_arg` of `op` at magnitude `m` with the sign given (`negate` is ignored by
+/// unsigned ops): rotate `30·m/10` degrees, posterize `4 − ⌊4·m/10⌋` bits, solarize threshold
+/// `256 − min(256, ⌊256·m/10⌋)`, solarize-add `min(128, ⌊110·m/10⌋)`, enhance factors
+/// `max(0.1, 1 ± 0.9·m/10)`, shear `0.3·m/10`, translate `0.45·m/10` of the side.
+///
+/// # Examples
+///
+/// ```
+/// use patchmix_train::augment::randaugment::{OpArg, RandOp, level_to_arg_signed};
+///
+/// assert_eq!(level_to_arg_signed(RandOp::ShearX, 5.0, true), OpArg::Real(-0.15));
+/// assert_eq!(level_to_arg_signed(RandOp::BrightnessIncreasing, 10.0, true), OpArg::Real(0.1));
+/// ```
+pub fn level_to_arg_signed(op: RandOp, m: f64, negate: bool) -> OpArg {
     let level = m / LEVEL_DENOM;
+    let sign = |v: f64| if negate { -v } else { v };
     match op {
         RandOp::AutoContrast | RandOp::Equalize | RandOp::Invert => OpArg::None,
-        RandOp::Rotate => OpArg::Real(randomly_negate(rng, level * 30.0)),
+        RandOp::Rotate => OpArg::Real(sign(level * 30.0)),
         RandOp::PosterizeIncreasing => OpArg::Int(4 - (level * 4.0) as u32),
         RandOp::SolarizeIncreasing => OpArg::Int(256 - ((level * 256.0) as u32).min(256)),
         RandOp::SolarizeAdd => OpArg::Int(((level * 110.0) as u32).min(128)),
         RandOp::ColorIncreasing
         | RandOp::ContrastIncreasing
         | RandOp::BrightnessIncreasing
-        | RandOp::SharpnessIncreasing => {
-            OpArg::Real((1.0 + randomly_negate(rng, level * 0.9)).max(0.1))
-        }
-        RandOp::ShearX | RandOp::ShearY => OpArg::Real(randomly_negate(rng, level * 0.3)),
-        RandOp::TranslateXRel | RandOp::TranslateYRel => {
-            OpArg::Real(randomly_negate(rng, level * 0.45))
-        }
+        | RandOp::SharpnessIncreasing => OpArg::Real((1.0 + sign(level * 0.9)).max(0.1)),
+        RandOp::ShearX | RandOp::ShearY => OpArg::Real(sign(level * 0.3)),
+        RandOp::TranslateXRel | RandOp::TranslateYRel => OpArg::Real(sign(level * 0.45)),
     }
 }
 
