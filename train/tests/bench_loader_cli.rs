@@ -106,6 +106,53 @@ fn batch_override_and_multi_crop() {
 }
 
 #[test]
+fn finetune_path_is_timed_beside_the_loader() {
+    let lines = json_lines(&[
+        "--config",
+        "tiny",
+        "--batches",
+        "2",
+        "--warmup",
+        "0",
+        "--threads",
+        "1",
+        "--finetune",
+        "--json",
+    ]);
+    assert_eq!(lines.len(), 1);
+    let l = &lines[0];
+    let ips = positive(l, "finetune_img_per_s");
+    let secs = positive(l, "finetune_s");
+    assert!((ips - 16.0 / secs).abs() <= 1e-6 * ips, "{l}");
+    let ratio = positive(l, "finetune_vs_loader");
+    assert!(
+        (ratio - ips / positive(l, "loader_img_per_s")).abs() <= 1e-9 * ratio,
+        "{l}"
+    );
+    // Without the flag, no fine-tuning fields.
+    let plain = json_lines(&[
+        "--config",
+        "tiny",
+        "--batches",
+        "1",
+        "--threads",
+        "1",
+        "--json",
+    ]);
+    assert!(plain[0].get("finetune_img_per_s").is_none());
+    let e = error_line(&[
+        "--config",
+        "tiny",
+        "--batch",
+        "3",
+        "--finetune",
+        "--batches",
+        "1",
+    ]);
+    assert!(e.contains("even batch"), "{e}");
+}
+
+#[test]
 fn human_table_has_a_row_per_thread_count() {
     let out = bench_loader(&["--config", "tiny", "--batches", "1", "--threads", "1,2"]);
     assert!(out.status.success());

@@ -11,7 +11,7 @@ use super::random::{perm4, uniform};
 
 /// PIL's `Image.blend(a, b, f)` on one channel: `a + f·(b − a)` in f32, clipped to `0..=255`
 /// and truncated.
-fn blend(a: f32, b: u8, f: f32) -> u8 {
+pub(crate) fn blend(a: f32, b: u8, f: f32) -> u8 {
     (a + f * (f32::from(b) - a)).clamp(0.0, 255.0) as u8
 }
 

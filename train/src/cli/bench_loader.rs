@@ -5,6 +5,11 @@
 //! local crops stacked crop-major, the PatchMix mixing of both views and the soft targets and
 //! drop-path masks, through [`prepare_step_inputs`]), on the same named configurations
 //! as `bench step`, so that the two img/s can be put side by side.
+//!
+//! With `--finetune` it also times, in the same run and on the same images, the fine-tuning
+//! data path ([`FinetuneLoader`]: the recipe's per-image training transform — crop, flip,
+//! RandAugment, normalise, random erasing — on a pool of the same size, then Mixup/CutMix and
+//! the soft targets of the batch) and reports its img/s beside the pretraining loader's.
 
 use std::hint::black_box;
 use std::sync::Arc;
@@ -12,8 +17,10 @@ use std::time::Instant;
 
 use anyhow::{Context, bail};
 use patchmix_export::data::{Dataset, DatasetRef};
+use patchmix_train::augment::finetune::{FinetuneConfig, FinetuneTransform};
+use patchmix_train::augment::mixup::{Mixup, MixupConfig};
 use patchmix_train::augment::{AugmentConfig, MultiCrop, Pipeline};
-use patchmix_train::data::{Loader, LoaderConfig};
+use patchmix_train::data::{FinetuneLoader, Loader, LoaderConfig, epoch_order};
 use patchmix_train::pretrain::PretrainConfig;
 use patchmix_train::pretrain::run::{DEFAULT_GLOBAL_CROP, prepare_step_inputs, raw_views};
 use patchmix_train::step::{LocalCrops, StepConfig};
@@ -58,6 +65,10 @@ pub struct Args {
     /// Multi-crop: side of the local crops in pixels (a multiple of the patch size).
     #[arg(long, default_value_t = 16)]
     pub local_size: usize,
+    /// Also time the fine-tuning data path (the recipe's training transform of every image,
+    /// then Mixup/CutMix of the batch) on the same images and thread counts.
+    #[arg(long)]
+    pub finetune: bool,
     /// Print one JSON object per thread count, one per line, instead of the table.
     #[arg(long)]
     pub json: bool,
@@ -189,6 +200,45 @@ fn measure(
     })
 }
 
+/// Seconds of the measured batches through the fine-tuning data path on `threads` workers:
+/// [`FinetuneLoader::batch_in`] (the recipe's per-sample transform in parallel, then
+/// Mixup/CutMix and the soft targets of the batch).
+fn measure_finetune(
+    a: &Args,
+    cfg: &StepConfig,
+    dataset: &Arc<Dataset>,
+    seed: u64,
+    threads: usize,
+) -> anyhow::Result<f64> {
+    let transform = FinetuneTransform::new(FinetuneConfig::recipe(cfg.vit.img as u32))?;
+    let loader = FinetuneLoader::new(
+        Arc::clone(dataset),
+        transform,
+        Mixup::new(MixupConfig::default())?,
+        LoaderConfig {
+            batch_size: cfg.batch,
+            seed,
+            threads,
+            prefetch: PREFETCH,
+        },
+    )?;
+    let spe = loader.steps_per_epoch();
+    let mut order = epoch_order(dataset.len(), seed, 0);
+    let mut secs = 0.0;
+    for g in 0..a.warmup + a.batches {
+        let (epoch, step) = position(g, spe);
+        if step == 0 && g > 0 {
+            order = epoch_order(dataset.len(), seed, epoch);
+        }
+        let t = Instant::now();
+        black_box(loader.batch_in(&order, epoch, step)?);
+        if g >= a.warmup {
+            secs += t.elapsed().as_secs_f64();
+        }
+    }
+    Ok(secs)
+}
+
 /// Runs the benchmark.
 ///
 /// # Errors
@@ -198,6 +248,12 @@ pub fn run(a: Args) -> anyhow::Result<()> {
     let threads = thread_counts(a.threads.as_deref())?;
     if a.batches == 0 {
         bail!("--batches must be at least 1");
+    }
+    if a.finetune && !cfg.batch.is_multiple_of(2) {
+        bail!(
+            "--finetune needs an even batch (Mixup pairs sample i with B − 1 − i), not {}",
+            cfg.batch
+        );
     }
     let recipe = PretrainConfig::preset(RECIPE).map_err(anyhow::Error::msg)?;
     let total = a.warmup + a.batches;
@@ -257,6 +313,11 @@ pub fn run(a: Args) -> anyhow::Result<()> {
     let mut rows = Vec::new();
     for &t in &threads {
         let m = measure(&a, &cfg, &dataset, &pipeline, &recipe, t)?;
+        let finetune_s = if a.finetune {
+            Some(measure_finetune(&a, &cfg, &dataset, recipe.seed, t)?)
+        } else {
+            None
+        };
         let img_per_s = imgs / m.wall_s;
         let loader_img_per_s = imgs / m.loader_alone_s;
         let prepare_img_per_s = imgs / m.prepare_s;
@@ -283,6 +344,12 @@ pub fn run(a: Args) -> anyhow::Result<()> {
                 "loader_img_per_s": loader_img_per_s,
                 "prepare_img_per_s": prepare_img_per_s,
             });
+            let mut line = line;
+            if let Some(f) = finetune_s {
+                line["finetune_s"] = serde_json::json!(f);
+                line["finetune_img_per_s"] = serde_json::json!(imgs / f);
+                line["finetune_vs_loader"] = serde_json::json!((imgs / f) / loader_img_per_s);
+            }
             println!("{line}");
         } else {
             println!(
@@ -295,6 +362,15 @@ pub fn run(a: Args) -> anyhow::Result<()> {
                 m.loader_wait_s * 1e3,
                 m.prepare_s * 1e3
             );
+            if let Some(f) = finetune_s {
+                println!(
+                    "{:>7}  fine-tuning path: {:.1} img/s ({:.2}× the pretraining loader's), {:.1} ms",
+                    "",
+                    imgs / f,
+                    (imgs / f) / loader_img_per_s,
+                    f * 1e3
+                );
+            }
         }
         rows.push((m.threads, img_per_s));
     }

@@ -8,6 +8,8 @@ use rand_chacha::ChaCha8Rng;
 const SHUFFLE: u64 = 0x5348_5546; // "SHUF"
 /// Domain tag of the per-sample augmentation seed.
 const SAMPLE: u64 = 0x5341_4D50; // "SAMP"
+/// Domain tag of the per-batch Mixup/CutMix seed.
+const MIX: u64 = 0x4D49_5842; // "MIXB"
 
 /// The order of `n` samples in `epoch`: a Fisher–Yates shuffle driven by a `ChaCha8Rng`
 /// seeded with `mix_seed([seed, epoch, SHUFFLE])` (SplitMix64 folding).
@@ -43,4 +45,21 @@ pub fn sample_seed(seed: u64, epoch: u64, position: usize) -> u64 {
 /// The RNG of one sample: a `ChaCha8Rng` seeded with [`sample_seed`].
 pub fn sample_rng(seed: u64, epoch: u64, position: usize) -> ChaCha8Rng {
     ChaCha8Rng::seed_from_u64(sample_seed(seed, epoch, position))
+}
+
+/// The RNG of one batch's Mixup/CutMix draw ([`crate::augment::mixup::Mixup::sample`]):
+/// a `ChaCha8Rng` seeded with `mix_seed([seed, epoch, step, MIX])`, independent of the
+/// per-sample streams, so a resumed run draws the same λ and boxes.
+///
+/// # Examples
+///
+/// ```
+/// use patchmix_train::data::mix_rng;
+/// use rand::Rng;
+///
+/// assert_eq!(mix_rng(1, 2, 3).next_u64(), mix_rng(1, 2, 3).next_u64());
+/// assert_ne!(mix_rng(1, 2, 3).next_u64(), mix_rng(1, 2, 4).next_u64());
+/// ```
+pub fn mix_rng(seed: u64, epoch: u64, step: u64) -> ChaCha8Rng {
+    ChaCha8Rng::seed_from_u64(mix_seed(&[seed, epoch, step, MIX]))
 }
