@@ -34,7 +34,7 @@ fn run_on_ranks(
     shape: &[usize],
     timeout: Duration,
 ) -> Vec<Result<Vec<Vec<f32>>, String>> {
-    let ranks = ThreadWorld::with_timeout(inputs.len(), timeout);
+    let ranks = ThreadWorld::ranks_with_timeout(inputs.len(), timeout);
     std::thread::scope(|s| {
         let handles: Vec<_> = ranks
             .into_iter()
@@ -116,7 +116,7 @@ fn the_all_reduce_rule_matches_finite_differences_of_the_global_loss() {
     let graphs = [rank_loss_graph(0), rank_loss_graph(1)];
     let xs = [vec![0.3f32, -0.7, 1.1, 0.05], vec![-0.2f32, 0.4, 0.9, -1.3]];
     let ranks = |xs: &[Vec<f32>; 2]| -> (f64, [Vec<f32>; 2]) {
-        let world = ThreadWorld::new(2);
+        let world = ThreadWorld::ranks(2);
         let outs: Vec<(f32, Vec<f32>)> = std::thread::scope(|s| {
             let handles: Vec<_> = world
                 .into_iter()
@@ -161,7 +161,7 @@ fn the_all_reduce_rule_matches_finite_differences_of_the_global_loss() {
 
 #[test]
 fn a_peer_that_never_arrives_fails_the_collective_naming_it_in_time() {
-    let ranks = ThreadWorld::with_timeout(2, Duration::from_millis(300));
+    let ranks = ThreadWorld::ranks_with_timeout(2, Duration::from_millis(300));
     let start = Instant::now();
     let mut x = vec![1.0f32; 3];
     let err = ranks[0].all_reduce_sum(&mut x).unwrap_err();
@@ -174,7 +174,7 @@ fn a_peer_that_never_arrives_fails_the_collective_naming_it_in_time() {
 
 #[test]
 fn ranks_that_disagree_on_the_length_get_an_error_naming_the_rank() {
-    let ranks = ThreadWorld::new(2);
+    let ranks = ThreadWorld::ranks(2);
     let errors: Vec<String> = std::thread::scope(|s| {
         let handles: Vec<_> = ranks
             .iter()
@@ -199,7 +199,7 @@ fn an_all_gather_compiled_for_another_world_size_is_refused_at_session_build() {
     let y = g.all_gather(x, 4).unwrap();
     g.output(y, "y");
     let (_, env) = ensure_ort().unwrap();
-    let rank: Arc<dyn Communicator> = Arc::new(ThreadWorld::new(1).remove(0));
+    let rank: Arc<dyn Communicator> = Arc::new(ThreadWorld::ranks(1).remove(0));
     let result = Session::builder(&env)
         .unwrap()
         .with_operators(collective_domain(rank).unwrap())

@@ -134,7 +134,7 @@ fn check(c: &Case) {
     let bytes = to_onnx_bytes(&g);
     // The collectives' kernels, on a world of one rank (the two-rank check of the AllReduceSum
     // rule is `collectives.rs`'s finite-difference test).
-    let world_of_one: Arc<dyn Communicator> = Arc::new(ThreadWorld::new(1).remove(0));
+    let world_of_one: Arc<dyn Communicator> = Arc::new(ThreadWorld::ranks(1).remove(0));
     let mut session = Session::builder(&env)
         .unwrap()
         .with_optimization_level(ort::session::builder::GraphOptimizationLevel::Disable)

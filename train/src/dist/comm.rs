@@ -51,7 +51,7 @@ pub enum CommError {
 /// # Examples
 /// ```
 /// use patchmix_train::dist::{Communicator, ThreadWorld};
-/// let ranks = ThreadWorld::new(2);
+/// let ranks = ThreadWorld::ranks(2);
 /// let sums: Vec<Vec<f32>> = std::thread::scope(|s| {
 ///     let handles: Vec<_> = ranks.iter().map(|rank| s.spawn(move || {
 ///         let mut x = vec![rank.rank() as f32 + 1.0; 3];

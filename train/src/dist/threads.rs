@@ -20,15 +20,15 @@ impl ThreadWorld {
     /// # Examples
     /// ```
     /// use patchmix_train::dist::{Communicator, ThreadWorld};
-    /// let ranks = ThreadWorld::new(3);
+    /// let ranks = ThreadWorld::ranks(3);
     /// assert_eq!((ranks[2].rank(), ranks[2].world_size()), (2, 3));
     /// ```
-    pub fn new(world_size: usize) -> Vec<ThreadRank> {
-        Self::with_timeout(world_size, DEFAULT_TIMEOUT)
+    pub fn ranks(world_size: usize) -> Vec<ThreadRank> {
+        Self::ranks_with_timeout(world_size, DEFAULT_TIMEOUT)
     }
 
-    /// As [`ThreadWorld::new`], waiting at most `timeout` for peers.
-    pub fn with_timeout(world_size: usize, timeout: Duration) -> Vec<ThreadRank> {
+    /// As [`ThreadWorld::ranks`], waiting at most `timeout` for peers.
+    pub fn ranks_with_timeout(world_size: usize, timeout: Duration) -> Vec<ThreadRank> {
         let shared = Arc::new(Shared {
             world_size,
             timeout,
