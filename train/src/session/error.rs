@@ -38,6 +38,17 @@ pub enum EngineError {
         /// What is wrong with it.
         why: &'static str,
     },
+    /// A data-parallel step without a communicator for its collectives, or with one of
+    /// another world size.
+    #[error(
+        "the step was compiled for {step} data-parallel ranks but the session's communicator has {communicator} (0: none given)"
+    )]
+    WorldSize {
+        /// The step's world size.
+        step: usize,
+        /// The communicator's (0 when `SessionOptions::collectives` is not set).
+        communicator: usize,
+    },
     /// ONNX Runtime did not return an output the step declares.
     #[error("step output `{0}` missing")]
     MissingOutput(String),

@@ -27,8 +27,10 @@ pub(super) fn fit_to_device(
         "patchmix: {} on the CPU: ONNX Runtime's CPU EP has no half-precision matrix kernels, so the products are emulated ({dtype:?} rounding, f32 kernels): the numbers of a half-precision run, no speed-up (the rounding casts make it slower than fp32)",
         step.config.precision
     );
-    crate::step::build_step_with(&step.config, true).map_err(|source| EngineError::CpuRebuild {
-        precision: step.config.precision,
-        source,
+    crate::step::build_data_parallel_step(&step.config, step.world_size, true).map_err(|source| {
+        EngineError::CpuRebuild {
+            precision: step.config.precision,
+            source,
+        }
     })
 }

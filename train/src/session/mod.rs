@@ -83,6 +83,13 @@ impl StepSession {
         dev: &DeviceOptions,
         init: &HostState,
     ) -> Result<StepSession, EngineError> {
+        let communicator = opts.collectives.as_ref().map_or(0, |c| c.0.world_size());
+        if step.world_size > 1 && communicator != step.world_size {
+            return Err(EngineError::WorldSize {
+                step: step.world_size,
+                communicator,
+            });
+        }
         let prepared = device::prepare(dev.device)?;
         let step = fallback::fit_to_device(step, prepared.placement)?;
         let io = StepIo::of(&step)?;

@@ -10,7 +10,7 @@ use super::stages::encoder_pass::Encoders;
 use super::stages::heads::Heads;
 use super::stages::inputs::{GraphInputs, UnpackedState};
 use super::stages::loss_scaling::{scale_loss, unscale};
-use super::stages::losses::patchmix_losses;
+use super::stages::losses::{averaged_over_ranks, patchmix_losses};
 use super::stages::optimizer::adamw_update;
 use super::stages::outputs::declare_outputs;
 use super::stages::passes::Passes;
@@ -27,6 +27,9 @@ pub struct StepGraph {
     pub config: StepConfig,
     /// How its matrix products are computed (native or emulated half precision).
     pub compute: Compute,
+    /// The data-parallel ranks it runs on (1: one process; more: its collectives need a
+    /// session with [`SessionOptions::collectives`](crate::session::SessionOptions)).
+    pub world_size: usize,
 }
 
 /// Builds the training step for a configuration.
@@ -57,14 +60,38 @@ pub fn build_step(cfg: &StepConfig) -> Result<StepGraph, GraphError> {
 /// # Errors
 /// As [`build_step`].
 pub fn build_step_with(cfg: &StepConfig, emulate_half: bool) -> Result<StepGraph, GraphError> {
+    build_data_parallel_step(cfg, 1, emulate_half)
+}
+
+/// Builds one rank's step of a data-parallel world of `world_size` ranks; `cfg.batch` is the
+/// rank's batch (the global batch ÷ W). Every rank runs the same graph; what makes the W graphs
+/// one global step are its collectives: SyncBatchNorm statistics in the heads, the keys of all
+/// ranks gathered before the logits (targets [B, B·W]), the flat gradient all-reduced and
+/// divided by W (DDP's mean) before loss-scale handling and AdamW — so under fp16 the finite
+/// flag, computed from the all-reduced gradient, is the same on every rank and no rank skips a
+/// step alone — and the reported losses averaged over the ranks. With `world_size` 1 it is
+/// [`build_step_with`], collectives-free.
+///
+/// # Errors
+/// As [`build_step`], and for a world of 0 ranks.
+pub fn build_data_parallel_step(
+    cfg: &StepConfig,
+    world_size: usize,
+    emulate_half: bool,
+) -> Result<StepGraph, GraphError> {
     cfg.validate()
         .map_err(|e| GraphError::Shape(e.to_string()))?;
+    if world_size == 0 {
+        return Err(GraphError::Shape(
+            "a data-parallel world needs at least one rank".into(),
+        ));
+    }
     let compute = cfg.precision.compute(emulate_half);
     let layout = StateLayout::new(cfg);
     let mut g = Graph::new("patchmix_train_step");
 
     // Inputs: the state, the images, targets and scalars; the state unpacked per slot.
-    let inputs = GraphInputs::declare(&mut g, cfg, &layout);
+    let inputs = GraphInputs::declare(&mut g, cfg, &layout, world_size);
     let UnpackedState { params, mut stats } =
         UnpackedState::unpack(&mut g, &layout, inputs.params, inputs.buffers)?;
     // EMA: the momentum encoder follows the base encoder and projector, before the step.
@@ -81,7 +108,7 @@ pub fn build_step_with(cfg: &StepConfig, emulate_half: bool) -> Result<StepGraph
         momentum.as_ref().map(|m| &m.named),
         &inputs.drop_path,
     )?;
-    let heads = Heads::new(cfg, compute);
+    let heads = Heads::new(cfg, compute, world_size);
     let passes = Passes {
         encoders: &encoders,
         heads: &heads,
@@ -90,18 +117,39 @@ pub fn build_step_with(cfg: &StepConfig, emulate_half: bool) -> Result<StepGraph
     };
     let embeddings = passes.run(&mut g, &inputs, &mut stats)?;
     // Losses, backward (fp16: from the scaled loss), optimizer.
-    let losses = patchmix_losses(&mut g, &embeddings, inputs.targets, inputs.temperature)?;
+    let losses = patchmix_losses(
+        &mut g,
+        &embeddings,
+        inputs.targets,
+        inputs.temperature,
+        world_size,
+    )?;
     let seed = scale_loss(&mut g, losses.total, inputs.loss_scale)?;
-    let gradient = flat_gradient(&mut g, &layout, &params, seed)?;
-    // A data-parallel step would all-reduce `gradient` here.
+    let mut gradient = flat_gradient(&mut g, &layout, &params, seed)?;
+    if world_size > 1 {
+        // DDP's gradient mean over the ranks.
+        gradient = g.scoped("gradient_mean", |g| {
+            let sum = g.all_reduce_sum(gradient)?;
+            g.mul_scalar(sum, 1.0 / world_size as f64)
+        })?;
+    }
     let gradient = unscale(&mut g, gradient, inputs.loss_scale)?;
     let update = adamw_update(&mut g, &inputs, &layout, gradient)?;
-    // Outputs.
-    declare_outputs(&mut g, &layout, &stats, &update, momentum.as_ref(), &losses)?;
+    // Outputs: the losses of the global batch.
+    let reported = averaged_over_ranks(&mut g, &losses, world_size)?;
+    declare_outputs(
+        &mut g,
+        &layout,
+        &stats,
+        &update,
+        momentum.as_ref(),
+        &reported,
+    )?;
     Ok(StepGraph {
         graph: g,
         layout,
         config: cfg.clone(),
         compute,
+        world_size,
     })
 }

@@ -21,6 +21,15 @@ pub struct RunningStats {
 /// variance (eps 1e-5), apply the affine transform when given, and update the running stats
 /// with momentum 0.1 and the unbiased variance.
 ///
+/// With `world_size` > 1 this is SyncBatchNorm: `x` holds this rank's B rows of a global batch
+/// of B·W, and the statistics are over the global batch, from two all-reduces: Σx first, then
+/// Σ(x − μ)² around the global mean. Two passes rather than one all-reduce of [Σx, Σx²]: the
+/// second collective is C floats, a negligible cost, and it keeps the variance free of the
+/// cancellation of E[x²] − μ² (large means, small variances), so the result equals the
+/// one-process BatchNorm over the whole batch to rounding. The running variance uses the
+/// global unbiased factor B·W/(B·W − 1), as PyTorch's SyncBatchNorm does; the backward pass
+/// follows from the AllReduceSum rule.
+///
 /// # Errors
 /// Shape mismatch, or a missing running stat.
 pub fn batch_norm_train(
@@ -29,12 +38,23 @@ pub fn batch_norm_train(
     affine: Option<(ValueId, ValueId)>,
     prefix: &str,
     stats: &mut RunningStats,
+    world_size: usize,
 ) -> Result<ValueId, GraphError> {
-    let b = g.fixed_shape(x)?[0] as f64;
-    let mean = g.reduce_mean(x, &[0], true)?;
+    let b = (g.fixed_shape(x)?[0] * world_size) as f64;
+    // The batch mean of the rows (over all ranks' rows when data-parallel).
+    let batch_mean = |g: &mut Graph, v: ValueId| -> Result<ValueId, GraphError> {
+        if world_size == 1 {
+            g.reduce_mean(v, &[0], true)
+        } else {
+            let local = g.reduce_sum(v, &[0], true)?;
+            let global = g.all_reduce_sum(local)?;
+            g.mul_scalar(global, 1.0 / b)
+        }
+    };
+    let mean = batch_mean(g, x)?;
     let xc = g.sub(x, mean)?;
     let sq = g.mul(xc, xc)?;
-    let var = g.reduce_mean(sq, &[0], true)?;
+    let var = batch_mean(g, sq)?;
     let ve = g.add_scalar(var, BN_EPS)?;
     let sd = g.unary(ElementwiseOp::Sqrt, ve)?;
     let inv = g.unary(ElementwiseOp::Reciprocal, sd)?;
@@ -64,9 +84,20 @@ pub fn batch_norm_train(
     Ok(y)
 }
 
+/// How a head runs: the precision of its products, and the data-parallel ranks its
+/// BatchNorm statistics span (1: this process's batch; more: SyncBatchNorm).
+#[derive(Clone, Copy, Debug)]
+pub struct HeadCompute {
+    /// The matrix products' precision.
+    pub compute: Compute,
+    /// The ranks the BatchNorm statistics span.
+    pub world_size: usize,
+}
+
 /// An MLP head `Linear(no bias)–BN–ReLU … Linear–BN(affine=False)` as in MoCo v3's
 /// `_build_mlp`; `layers` are (linear index, in, out, bn index, affine) under `prefix`. The
-/// Linear products run in `compute`'s precision; BatchNorm and ReLU stay f32.
+/// Linear products run in `how.compute`'s precision; BatchNorm and ReLU stay f32. With
+/// `how.world_size` > 1 every BatchNorm is synchronised (see [`batch_norm_train`]).
 ///
 /// # Errors
 /// A missing parameter or a shape mismatch.
@@ -77,8 +108,12 @@ pub fn mlp_head(
     layers: &[(usize, usize, usize, usize, bool)],
     params: &BTreeMap<String, ValueId>,
     stats: &mut RunningStats,
-    compute: Compute,
+    how: HeadCompute,
 ) -> Result<ValueId, GraphError> {
+    let HeadCompute {
+        compute,
+        world_size,
+    } = how;
     let p = |n: String| {
         params
             .get(&n)
@@ -96,7 +131,7 @@ pub fn mlp_head(
         } else {
             None
         };
-        h = batch_norm_train(g, h, aff, &format!("{prefix}.{bi}"), stats)?;
+        h = batch_norm_train(g, h, aff, &format!("{prefix}.{bi}"), stats, world_size)?;
         if i + 1 < layers.len() {
             h = g.unary(ElementwiseOp::Relu, h)?;
         }

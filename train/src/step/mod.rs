@@ -24,10 +24,10 @@ pub use batch::{
     BatchError, PreparedBatch, TargetSmoothing, prepare_batch, prepare_batch_on_ranks,
     prepare_batch_with_local,
 };
-pub use build::{StepGraph, build_step, build_step_with};
+pub use build::{StepGraph, build_data_parallel_step, build_step, build_step_with};
 pub use config::{Frame, LocalCrops, StepConfig, StepConfigError};
 pub use heads::{
-    BN_EPS, BN_MOMENTUM, RunningStats, batch_norm_train, flatten, mlp_head, unflatten,
+    BN_EPS, BN_MOMENTUM, HeadCompute, RunningStats, batch_norm_train, flatten, mlp_head, unflatten,
 };
 pub use init::{from_named, init_state, momentum_from_params, to_named};
 pub use inputs::StepInputs;

@@ -215,6 +215,62 @@ pub fn rank_targets(
     Ok(out)
 }
 
+impl super::batch::PreparedBatch {
+    /// Rank `rank`'s share of a batch prepared for `cfg` on `ranks` (by
+    /// [`prepare_batch_on_ranks`](super::batch::prepare_batch_on_ranks)): its rows of every
+    /// image, of the targets (with all B columns: a real rank's keys are gathered from all
+    /// ranks), of each drop-path mask and of each local crop. This is the batch a real
+    /// data-parallel rank r feeds to its step (built by
+    /// [`build_data_parallel_step`](super::build_data_parallel_step) for the per-rank batch).
+    ///
+    /// # Examples
+    /// ```
+    /// use patchmix_train::step::{Frame, StepConfig, VirtualRanks, prepare_batch_on_ranks};
+    /// let cfg = StepConfig::tiny(Frame::NoMomentum, 0.0);
+    /// let n = cfg.batch * 3 * cfg.vit.img * cfg.vit.img;
+    /// let view: Vec<f32> = (0..n).map(|i| i as f32).collect();
+    /// let ranks = VirtualRanks::new(2, cfg.batch, cfg.mix)?;
+    /// let b = prepare_batch_on_ranks(&cfg, ranks, view.clone(), view, None, 1, 0.0)?;
+    /// let second = b.rank_share(&cfg, ranks, 1);
+    /// assert_eq!(second.images[0], b.images[0][n / 2..]);
+    /// assert_eq!(second.targets[0], b.targets[0][4 * 8..]); // rows 4..8, all 8 columns
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn rank_share(
+        &self,
+        cfg: &super::StepConfig,
+        ranks: VirtualRanks,
+        rank: usize,
+    ) -> super::batch::PreparedBatch {
+        let rows = ranks.rows(rank);
+        let batch = ranks.batch();
+        // Rank `rank`'s rows of each of the `blocks` batch-major blocks [B, …] of `v`.
+        let share = |v: &[f32], blocks: usize| -> Vec<f32> {
+            let row = v.len() / (blocks * batch).max(1);
+            v.chunks((batch * row).max(1))
+                .flat_map(|block| block[rows.start * row..rows.end * row].iter().copied())
+                .collect()
+        };
+        let crops = cfg.local.map_or(1, |l| l.count);
+        super::batch::PreparedBatch {
+            images: self.images.each_ref().map(|v| share(v, 1)),
+            targets: self.targets.each_ref().map(|v| share(v, 1)),
+            // One scale per row: [2·depth, B] per pass ([2·depth, n·B] crop-major for crops).
+            drop_path: self
+                .drop_path
+                .iter()
+                .map(|v| share(v, v.len() / batch))
+                .collect(),
+            perms: self.perms.clone(),
+            // Crop-major [n·B, 3, l, l].
+            local: self
+                .local
+                .as_ref()
+                .map(|pair| pair.each_ref().map(|v| share(v, crops))),
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -2,7 +2,7 @@
 //! BatchNorm running statistics threaded through (built from [`mlp_head`]).
 
 use super::super::config::StepConfig;
-use super::super::heads::{RunningStats, mlp_head};
+use super::super::heads::{HeadCompute, RunningStats, mlp_head};
 use super::super::layout::{predictor_layers, projector_layers};
 use patchmix_export::graph::{Compute, Graph, GraphError, ValueId};
 use std::collections::BTreeMap;
@@ -15,16 +15,19 @@ type HeadLayers = Vec<(usize, usize, usize, usize, bool)>;
 pub(crate) struct Heads {
     projector: HeadLayers,
     predictor: HeadLayers,
-    compute: Compute,
+    how: HeadCompute,
 }
 
 impl Heads {
     /// The heads of `cfg`, with their Linear products in `compute`'s precision.
-    pub(crate) fn new(cfg: &StepConfig, compute: Compute) -> Heads {
+    pub(crate) fn new(cfg: &StepConfig, compute: Compute, world_size: usize) -> Heads {
         Heads {
             projector: projector_layers(cfg),
             predictor: predictor_layers(cfg),
-            compute,
+            how: HeadCompute {
+                compute,
+                world_size,
+            },
         }
     }
 
@@ -51,7 +54,7 @@ impl Heads {
                 &self.projector,
                 params,
                 stats,
-                self.compute,
+                self.how,
             )
         })
     }
@@ -78,7 +81,7 @@ impl Heads {
                 &self.predictor,
                 params,
                 stats,
-                self.compute,
+                self.how,
             )
         })
     }

@@ -22,7 +22,8 @@ pub(crate) struct GraphInputs {
     pub momentum_params: Option<ValueId>,
     /// view1, view2, mix1, mix2 [B, 3, H, W].
     pub images: [ValueId; 4],
-    /// The soft targets of the three loss terms [B, B].
+    /// The soft targets of the three loss terms [B, B·W] (W ranks: this rank's B rows against
+    /// the keys of all ranks).
     pub targets: [ValueId; 3],
     /// The local crops and their PatchMix (multi-crop).
     pub locals: Option<LocalImages>,
@@ -66,8 +67,14 @@ impl GraphInputs {
     /// Declares the inputs of the step for `cfg` in their fixed order: the state, the images,
     /// the targets, the local crops, the scalars, then the drop-path masks.
     ///
-    /// In: the configuration and its state layout. Out: the graph inputs, no nodes.
-    pub(crate) fn declare(g: &mut Graph, cfg: &StepConfig, layout: &StateLayout) -> Self {
+    /// In: the configuration (its batch is this rank's), its state layout and the number of
+    /// data-parallel ranks. Out: the graph inputs, no nodes.
+    pub(crate) fn declare(
+        g: &mut Graph,
+        cfg: &StepConfig,
+        layout: &StateLayout,
+        world_size: usize,
+    ) -> Self {
         let (b, img) = (cfg.batch, cfg.vit.img);
         let momentum_frame = cfg.frame == Frame::Momentum;
         let params = f32_input(g, names::PARAMS, &[layout.params.len()]);
@@ -77,7 +84,7 @@ impl GraphInputs {
         let momentum_params =
             momentum_frame.then(|| f32_input(g, names::MOMENTUM_PARAMS, &[layout.momentum.len()]));
         let images = names::IMAGES.map(|n| f32_input(g, n, &[b, 3, img, img]));
-        let targets = names::TARGETS.map(|n| f32_input(g, n, &[b, b]));
+        let targets = names::TARGETS.map(|n| f32_input(g, n, &[b, b * world_size]));
         let locals = cfg.local.map(|l| {
             let [crops, mixed] =
                 names::LOCAL_IMAGES.map(|n| f32_input(g, n, &[l.count * b, 3, l.img, l.img]));

@@ -23,8 +23,11 @@ pub(crate) struct LossValues {
 /// `loss`) and, with local crops, the original's multi-crop terms (scope `loss_multi`)
 /// added to the total.
 ///
-/// In: the queries and keys, the three soft targets [B, B] and the temperature τ. Out: the
-/// loss terms and the total.
+/// In: the queries and keys, the three soft targets [B, B·W] and the temperature τ. Out: the
+/// loss terms and the total, each the mean over this rank's rows.
+///
+/// With `world_size` W > 1 the (detached) keys of all ranks are gathered first, as the
+/// original's `concat_all_gather`: each rank's queries meet all B·W keys.
 ///
 /// # Errors
 /// A shape mismatch.
@@ -33,11 +36,26 @@ pub(crate) fn patchmix_losses(
     e: &Embeddings,
     targets: [ValueId; 3],
     tau: ValueId,
+    world_size: usize,
 ) -> Result<LossValues, GraphError> {
+    let gather = |g: &mut Graph, k: ValueId| {
+        if world_size == 1 {
+            Ok(k)
+        } else {
+            g.all_gather(k, world_size)
+        }
+    };
+    let (k_view1, k_view2, k_mix1) = g.scoped("keys", |g| -> Result<_, GraphError> {
+        Ok((
+            gather(g, e.k_view1)?,
+            gather(g, e.k_view2)?,
+            gather(g, e.k_mix1)?,
+        ))
+    })?;
     let (src, mix, mix2, mut total) = g.scoped("loss", |g| -> Result<_, GraphError> {
-        let l_src = soft_ce(g, e.q_view1, e.k_view2, targets[0], tau)?;
-        let l_mix = soft_ce(g, e.q_mix2, e.k_view1, targets[1], tau)?;
-        let l_mix2 = soft_ce(g, e.q_mix2, e.k_mix1, targets[2], tau)?;
+        let l_src = soft_ce(g, e.q_view1, k_view2, targets[0], tau)?;
+        let l_mix = soft_ce(g, e.q_mix2, k_view1, targets[1], tau)?;
+        let l_mix2 = soft_ce(g, e.q_mix2, k_mix1, targets[2], tau)?;
         let half_mix = g.mul_scalar(l_mix, 0.5)?;
         let half_mix2 = g.mul_scalar(l_mix2, 0.5)?;
         let s = g.add(l_src, half_mix)?;
@@ -59,11 +77,11 @@ pub(crate) fn patchmix_losses(
             };
             let eye_n = tile(g, targets[0])?;
             let mix_n = tile(g, targets[1])?;
-            let a = soft_ce(g, local.crops, e.k_view1, eye_n, tau)?;
-            let c = soft_ce(g, local.crops, e.k_view2, eye_n, tau)?;
+            let a = soft_ce(g, local.crops, k_view1, eye_n, tau)?;
+            let c = soft_ce(g, local.crops, k_view2, eye_n, tau)?;
             let multi = g.add(a, c)?;
-            let a = soft_ce(g, local.mixed, e.k_view1, mix_n, tau)?;
-            let c = soft_ce(g, local.mixed, e.k_view2, mix_n, tau)?;
+            let a = soft_ce(g, local.mixed, k_view1, mix_n, tau)?;
+            let c = soft_ce(g, local.mixed, k_view2, mix_n, tau)?;
             let multi_mix = g.add(a, c)?;
             Ok((multi, multi_mix))
         })?),
@@ -79,5 +97,37 @@ pub(crate) fn patchmix_losses(
         mix2,
         multi,
         total,
+    })
+}
+
+/// The loss values averaged over the `world_size` ranks (one all-reduce each, then ÷W): the
+/// global batch's mean, what every rank reports. The backward pass starts from this rank's
+/// own total, not from these.
+///
+/// # Errors
+/// A shape mismatch (never for scalar losses).
+pub(crate) fn averaged_over_ranks(
+    g: &mut Graph,
+    l: &LossValues,
+    world_size: usize,
+) -> Result<LossValues, GraphError> {
+    if world_size == 1 {
+        return Ok(*l);
+    }
+    g.scoped("loss_global", |g| {
+        let mut mean = |v: ValueId| -> Result<ValueId, GraphError> {
+            let sum = g.all_reduce_sum(v)?;
+            g.mul_scalar(sum, 1.0 / world_size as f64)
+        };
+        Ok(LossValues {
+            src: mean(l.src)?,
+            mix: mean(l.mix)?,
+            mix2: mean(l.mix2)?,
+            multi: match l.multi {
+                Some((m, mm)) => Some((mean(m)?, mean(mm)?)),
+                None => None,
+            },
+            total: mean(l.total)?,
+        })
     })
 }
