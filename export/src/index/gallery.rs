@@ -378,7 +378,6 @@ impl Gallery {
         self.bank = bank;
         self.ids.extend(ids.iter().cloned());
         self.rows.extend(new_rows);
-        debug_assert_eq!(self.rows.len(), self.ids.len(), "{first}");
         Ok(())
     }
 

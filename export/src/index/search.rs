@@ -1,6 +1,8 @@
 //! Searching a [`Gallery`]: exact (the ground truth, [`topk_dot`] over the features) or
 //! approximate (the HNSW graph, re-scored exactly), optionally among one label.
 
+use std::path::Path;
+
 use ndarray::{Array2, ArrayView2, Axis};
 
 use super::GalleryError;
@@ -208,5 +210,3 @@ impl Gallery {
         })
     }
 }
-
-use std::path::Path;
