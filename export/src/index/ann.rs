@@ -7,7 +7,7 @@
 //! `<gallery>.<16 hex digits>.hnsw` and recorded in the gallery's metadata, rather than a
 //! tensor inside the `.pmx`:
 //!
-//! * usearch memory-maps a graph only from a file of its own ([`usearch::Index::restore_view`]):
+//! * usearch memory-maps a graph only from a file of its own (`usearch::Index::restore_view`):
 //!   viewing a byte range inside another file needs `view_from_buffer` over our own mapping,
 //!   which is `unsafe` (the buffer must outlive the index), and this crate forbids `unsafe`.
 //!   With its own file the graph of a large gallery is paged in on demand, not read up front;
