@@ -98,6 +98,7 @@ fn temp_sibling(dir: &Path, file_name: &std::ffi::OsStr) -> PathBuf {
 /// opens the file itself): `write` creates the temporary path given, which is then synced,
 /// renamed over `path`, and its directory synced. On error the temporary file is removed and
 /// an existing `path` is left untouched.
+#[cfg_attr(not(feature = "hnsw"), allow(dead_code))]
 pub(crate) fn replace_atomic_via_path(
     path: &Path,
     write: impl FnOnce(&Path) -> io::Result<()>,

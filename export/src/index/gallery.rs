@@ -362,13 +362,13 @@ impl Gallery {
                 return Err(GalleryError::DuplicateId(id.clone()));
             }
         }
-        let first = self.len();
         let all = concatenate(Axis(0), &[self.features(), features])
             .map_err(|e| GalleryError::InvalidItems(e.to_string()))?;
         let all_labels: Vec<u32> = self.labels().iter().chain(labels).copied().collect();
         let bank = Self::bank(all, all_labels, self.classes.len())?;
         #[cfg(feature = "hnsw")]
         if let AnnState::Hnsw(h) = &mut self.ann {
+            let first = self.ids.len();
             h.append(
                 bank.features()
                     .slice_axis(Axis(0), ndarray::Slice::from(first..)),
@@ -485,7 +485,7 @@ impl Gallery {
     /// # Ok::<(), patchmix_export::index::GalleryError>(())
     /// ```
     pub fn save(&self, path: &Path) -> Result<(), GalleryError> {
-        self.save_with(path, |f, bytes| std::io::Write::write_all(f, bytes))
+        self.save_with(path, std::io::Write::write_all)
     }
 
     /// [`save`](Self::save) with the writer of the gallery bytes given (tests inject failures).

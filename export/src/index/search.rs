@@ -40,6 +40,7 @@ pub struct Hit {
 }
 
 /// Dot product in `f32`, summed in order.
+#[cfg(feature = "hnsw")]
 fn dot(a: &[f32], b: ndarray::ArrayView1<'_, f32>) -> f32 {
     a.iter().zip(b.iter()).map(|(x, y)| x * y).sum()
 }

@@ -166,6 +166,18 @@ pub(super) fn load_gallery(path: &Path, ann: AnnLoad) -> Result<Gallery> {
     Gallery::load(path, ann).map_err(|e| anyhow!("--index: {e}"))
 }
 
+/// What [`embed_images`] returns.
+struct Embedded {
+    /// The dataset read.
+    ds: Dataset,
+    /// The images used.
+    indices: Vec<usize>,
+    /// Their features `[N, D]`.
+    feats: Array2<f32>,
+    /// Their gallery ids.
+    ids: Vec<String>,
+}
+
 /// Embeds the selected images of `flags.data` with `pre`; returns the dataset, features and ids.
 /// `check_ids` runs before the (long) embedding.
 fn embed_images(
@@ -173,7 +185,7 @@ fn embed_images(
     encoder: &mut dyn Embed,
     pre: Preprocess,
     check_ids: impl Fn(&[String]) -> Result<()>,
-) -> Result<(Dataset, Vec<usize>, Array2<f32>, Vec<String>)> {
+) -> Result<Embedded> {
     let ds = open_dataset(&flags.data, "--data")?;
     let indices = select_indices(ds.len(), flags.limit)?;
     let ids: Vec<String> = indices
@@ -194,7 +206,12 @@ fn embed_images(
         runtime_name(flags.runtime),
         feats.ncols()
     );
-    Ok((ds, indices, feats, ids))
+    Ok(Embedded {
+        ds,
+        indices,
+        feats,
+        ids,
+    })
 }
 
 fn check_batch(batch: usize) -> Result<()> {
@@ -215,7 +232,12 @@ fn build(args: BuildArgs) -> Result<()> {
         bail!("--resize must be at least 1");
     }
     let pre = Preprocess::new(args.resize.unwrap_or(img), img);
-    let (ds, indices, feats, ids) = embed_images(&args.embed, encoder.as_mut(), pre, |_| Ok(()))?;
+    let Embedded {
+        ds,
+        indices,
+        feats,
+        ids,
+    } = embed_images(&args.embed, encoder.as_mut(), pre, |_| Ok(()))?;
     let labels: Vec<u32> = indices.iter().map(|&i| ds.label(i)).collect();
     let mut gallery = Gallery::new(feats, labels, ids, ds.class_names().to_vec(), fp, pre)
         .map_err(|e| anyhow!("--data {}: {e}", args.embed.data))?
@@ -276,17 +298,21 @@ fn add(args: AddArgs) -> Result<()> {
             pre.crop
         );
     }
-    let (ds, indices, feats, ids) =
-        embed_images(&args.embed, encoder.as_mut(), pre, |ids| {
-            match ids.iter().find(|id| gallery.row_of(id).is_some()) {
-                Some(id) => Err(anyhow!(
-                    "--data {}: {}",
-                    args.embed.data,
-                    GalleryError::DuplicateId(id.clone())
-                )),
-                None => Ok(()),
-            }
-        })?;
+    let Embedded {
+        ds,
+        indices,
+        feats,
+        ids,
+    } = embed_images(&args.embed, encoder.as_mut(), pre, |ids| {
+        match ids.iter().find(|id| gallery.row_of(id).is_some()) {
+            Some(id) => Err(anyhow!(
+                "--data {}: {}",
+                args.embed.data,
+                GalleryError::DuplicateId(id.clone())
+            )),
+            None => Ok(()),
+        }
+    })?;
     // The dataset's class numbers map to the gallery's by name (new names are appended).
     let names = ds.class_names().to_vec();
     let labels: Vec<u32> = indices
