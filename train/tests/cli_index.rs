@@ -600,6 +600,41 @@ fn bench_search_reports_recall_and_speed() {
         assert!(row["graph_bytes"].as_u64().unwrap() > 0);
     }
     assert_eq!(v["persistence"]["view_equals_memory"], true);
+
+    // Rows of a feature file (as `patchmix embed` writes) as the centres, repeated with noise.
+    let dir = tempfile::tempdir().unwrap();
+    let feats = dir.path().join("f.safetensors");
+    let rows =
+        ndarray::Array2::from_shape_fn((50, 24), |(i, j)| ((i * 7 + j * 3) % 11) as f32 - 5.0);
+    FeatureIndex::new(rows, vec![0; 50], None)
+        .unwrap()
+        .save(&feats)
+        .unwrap();
+    let out = ok(&[
+        "bench",
+        "search",
+        "--features",
+        s(&feats),
+        "--n",
+        "2000",
+        "--queries",
+        "20",
+        "--ef",
+        "64",
+        "--quantization",
+        "f16",
+        "--json",
+    ]);
+    let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(v["dim"], 24);
+    assert!(
+        v["features"].as_str().unwrap().contains("50 rows of"),
+        "{v}"
+    );
+    assert!(
+        v["quantizations"][0]["rows"][0]["recall"].as_f64().unwrap() >= 0.9,
+        "{v}"
+    );
 }
 
 #[test]
