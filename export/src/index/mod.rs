@@ -7,7 +7,7 @@
 //! ([`Gallery::check_model`]): their features live in another space, and the neighbours would
 //! be wrong without any error.
 //!
-//! * [`format`]: the `.pmx` file (safetensors with a `patchmix-gallery` header; why, and the
+//! * [`format`](mod@format): the `.pmx` file (safetensors with a `patchmix-gallery` header; why, and the
 //!   exact layout, are there);
 //! * [`Gallery`]: build, [`add`](Gallery::add), [`remove`](Gallery::remove), atomic
 //!   [`save`](Gallery::save), [`load`](Gallery::load);
