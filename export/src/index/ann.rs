@@ -261,9 +261,18 @@ mod graph {
             Ok(())
         }
 
+        /// Sets the search candidate list size (`None`: the stored default). usearch keeps one
+        /// setting per graph: searches running at the same time share it, so callers that
+        /// search concurrently should keep to one value.
+        pub fn set_expansion(&self, expansion: Option<usize>) {
+            let ef = expansion.unwrap_or(self.params.expansion_search);
+            if self.index.expansion_search() != ef {
+                self.index.change_expansion_search(ef);
+            }
+        }
+
         /// The keys (row numbers) of about the `k` nearest rows to the unit vector `query`,
-        /// best first, searching with candidate list `expansion` (default: the stored one),
-        /// only among keys passing `filter`.
+        /// best first, only among keys passing `filter`.
         ///
         /// # Errors
         ///
@@ -272,13 +281,8 @@ mod graph {
             &self,
             query: &[f32],
             k: usize,
-            expansion: Option<usize>,
             filter: Option<&(dyn Fn(u64) -> bool + Sync)>,
         ) -> Result<Vec<u64>, GalleryError> {
-            let ef = expansion.unwrap_or(self.params.expansion_search);
-            if self.index.expansion_search() != ef {
-                self.index.change_expansion_search(ef);
-            }
             let found = match filter {
                 None => self.index.search(query, k),
                 Some(f) => self.index.filtered_search(query, k, f),

@@ -16,7 +16,8 @@ pub enum SearchMethod {
     #[default]
     Exact,
     /// The HNSW graph, with this candidate list size (`None`: the gallery's default). Scores
-    /// are exact cosine similarities of the candidates found.
+    /// are exact cosine similarities of the candidates found. The size is a setting of the
+    /// graph: concurrent searches of one gallery should use one value.
     Hnsw {
         /// usearch's `expansion_search` (`ef`); at least `k` is used.
         expansion: Option<usize>,
@@ -173,7 +174,8 @@ impl Gallery {
                     .map_or_else(|| "<in-memory gallery>".into(), Path::to_path_buf),
             });
         };
-        let ef = expansion.map(|e| e.max(k));
+        // Set once, before the parallel searches (usearch keeps one setting per graph).
+        h.set_expansion(expansion.map(|e| e.max(k)));
         let labels = self.labels();
         let keep = move |key: u64| {
             usize::try_from(key).is_ok_and(|r| r < labels.len() && Some(labels[r]) == label)
@@ -184,7 +186,7 @@ impl Gallery {
             .into_par_iter()
             .map(|i| {
                 let row = q.row(i).to_vec();
-                let keys = h.search(&row, k, ef, filter)?;
+                let keys = h.search(&row, k, filter)?;
                 let mut hits: Vec<(usize, f32)> = keys
                     .into_iter()
                     .filter_map(|key| usize::try_from(key).ok().filter(|&r| r < feats.nrows()))
