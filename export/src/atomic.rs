@@ -62,14 +62,7 @@ pub(crate) fn write_atomic_with(
         )
     })?;
     let dir = parent_dir(path);
-    let mut tmp_name = std::ffi::OsString::from(".");
-    tmp_name.push(file_name);
-    tmp_name.push(format!(
-        ".tmp-{}-{}",
-        std::process::id(),
-        TMP_COUNTER.fetch_add(1, Ordering::Relaxed)
-    ));
-    let tmp = dir.join(tmp_name);
+    let tmp = temp_sibling(&dir, file_name);
 
     let result = (|| {
         let mut file = OpenOptions::new()
@@ -80,6 +73,54 @@ pub(crate) fn write_atomic_with(
         write(&mut file).map_err(|e| fail("write", e))?;
         file.sync_all().map_err(|e| fail("sync", e))?;
         drop(file);
+        fs::rename(&tmp, path).map_err(|e| fail("rename into place", e))
+    })();
+    if result.is_err() {
+        let _ = fs::remove_file(&tmp);
+        return result;
+    }
+    sync_dir(&dir).map_err(|e| fail("sync the directory of", e))
+}
+
+/// A fresh hidden temporary name beside `file_name` in `dir`.
+fn temp_sibling(dir: &Path, file_name: &std::ffi::OsStr) -> PathBuf {
+    let mut tmp_name = std::ffi::OsString::from(".");
+    tmp_name.push(file_name);
+    tmp_name.push(format!(
+        ".tmp-{}-{}",
+        std::process::id(),
+        TMP_COUNTER.fetch_add(1, Ordering::Relaxed)
+    ));
+    dir.join(tmp_name)
+}
+
+/// Like [`write_atomic_with`] for writers that take a path, not a file (a C++ library that
+/// opens the file itself): `write` creates the temporary path given, which is then synced,
+/// renamed over `path`, and its directory synced. On error the temporary file is removed and
+/// an existing `path` is left untouched.
+#[cfg_attr(not(feature = "hnsw"), allow(dead_code))]
+pub(crate) fn replace_atomic_via_path(
+    path: &Path,
+    write: impl FnOnce(&Path) -> io::Result<()>,
+) -> Result<(), AtomicWriteError> {
+    let fail = |action: &'static str, source: io::Error| AtomicWriteError {
+        action,
+        path: path.to_path_buf(),
+        source,
+    };
+    let file_name = path.file_name().ok_or_else(|| {
+        fail(
+            "write",
+            io::Error::new(io::ErrorKind::InvalidInput, "the path has no file name"),
+        )
+    })?;
+    let dir = parent_dir(path);
+    let tmp = temp_sibling(&dir, file_name);
+    let result = (|| {
+        write(&tmp).map_err(|e| fail("write", e))?;
+        File::open(&tmp)
+            .and_then(|f| f.sync_all())
+            .map_err(|e| fail("sync", e))?;
         fs::rename(&tmp, path).map_err(|e| fail("rename into place", e))
     })();
     if result.is_err() {
@@ -171,6 +212,25 @@ mod tests {
             "cannot write /: the path has no file name",
             "{err}"
         );
+    }
+
+    #[test]
+    fn failed_path_write_keeps_old_file_and_leaves_no_temp() {
+        let dir = tmpdir("via-path");
+        let path = dir.join("g.hnsw");
+        fs::write(&path, b"old graph").unwrap();
+        let err = replace_atomic_via_path(&path, |tmp| {
+            fs::write(tmp, b"half a gra")?;
+            Err(io::Error::other("out of space"))
+        })
+        .unwrap_err();
+        assert!(err.to_string().contains("out of space"), "{err}");
+        assert_eq!(fs::read(&path).unwrap(), b"old graph");
+        assert_eq!(entries(&dir), vec!["g.hnsw".to_string()]);
+        replace_atomic_via_path(&path, |tmp| fs::write(tmp, b"new graph")).unwrap();
+        assert_eq!(fs::read(&path).unwrap(), b"new graph");
+        assert_eq!(entries(&dir), vec!["g.hnsw".to_string()]);
+        fs::remove_dir_all(&dir).unwrap();
     }
 
     #[test]

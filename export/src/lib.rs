@@ -17,12 +17,15 @@
 //!   `patchmix-train`.
 //! - [`knn`]: the feature index and weighted kNN — the retrieval that the shipped encoder serves,
 //!   and the evaluation the trainer's monitor reuses.
+//! - [`index`]: the gallery index (features, labels, ids, the encoder's fingerprint, an
+//!   optional HNSW graph) that retrieval serves, and its exact and approximate search.
 //! - [`atomic`]: the one atomic file writer used by every file this workspace writes.
 #![forbid(unsafe_code)]
 
 pub mod atomic;
 pub mod data;
 pub mod graph;
+pub mod index;
 pub mod knn;
 #[cfg(feature = "onnx")]
 pub mod onnx;

@@ -357,6 +357,32 @@ impl Dataset {
         &self.classes
     }
 
+    /// The stable identity of image `i` in a gallery index: its file path for an ImageFolder
+    /// (as listed under the folder given, e.g. `photos/cat/001.jpg`), the decimal index `i`
+    /// for every other format (whose images have no file of their own).
+    ///
+    /// # Panics
+    ///
+    /// When `i >= len()` (a caller bug, not bad input).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use patchmix_export::data::{Dataset, Split};
+    /// let ds = Dataset::synthetic("synthetic:4,size=8".parse()?, Split::Train);
+    /// assert_eq!(ds.item_id(3), "3");
+    /// # Ok::<(), patchmix_export::data::DataError>(())
+    /// ```
+    pub fn item_id(&self, i: usize) -> String {
+        match &self.source {
+            Source::Folder(f) => f.files[i].display().to_string(),
+            Source::Memory(_) | Source::Synthetic(_) => {
+                assert!(i < self.len(), "item {i} of a dataset of {}", self.len());
+                i.to_string()
+            }
+        }
+    }
+
     /// The label of image `i`.
     ///
     /// # Panics

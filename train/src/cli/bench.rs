@@ -2,7 +2,7 @@
 
 use anyhow::Result;
 
-use super::{bench_embed, bench_loader, bench_step};
+use super::{bench_embed, bench_loader, bench_search, bench_step};
 
 /// Arguments of `patchmix bench`.
 #[derive(clap::Args, Debug)]
@@ -23,6 +23,9 @@ pub enum BenchCommand {
     /// Host input-pipeline throughput: the loader's decode and augmentations plus the step's
     /// PatchMix preparation, in img/s per loader thread count (to set beside `bench step`).
     Loader(bench_loader::Args),
+    /// Gallery search: HNSW (f32/f16/i8) against exact search on clustered features —
+    /// recall@k, queries/s, build time and memory.
+    Search(bench_search::Args),
 }
 
 /// Runs `patchmix bench <workload>`.
@@ -34,5 +37,6 @@ pub fn run(args: Args) -> Result<()> {
         BenchCommand::Embed(a) => bench_embed::run(a),
         BenchCommand::Step(a) => bench_step::run(a),
         BenchCommand::Loader(a) => bench_loader::run(a),
+        BenchCommand::Search(a) => bench_search::run(a),
     }
 }

@@ -7,14 +7,17 @@ use std::process::ExitCode;
 mod bench;
 mod bench_embed;
 mod bench_loader;
+mod bench_search;
 mod bench_step;
 mod embed;
 mod export;
+mod index;
 mod knn;
 mod linear;
 mod mix_plan;
 mod plot;
 mod pretrain;
+mod search;
 
 #[derive(Parser, Debug)]
 #[command(
@@ -43,6 +46,10 @@ enum Command {
     Bench(bench::Args),
     /// Draw a pretraining run's curves (losses, kNN accuracy, schedules) as PNG files.
     Plot(plot::Args),
+    /// Build and maintain a gallery index (.pmx) for retrieval: build, add, remove, info.
+    Index(index::Args),
+    /// The nearest gallery items of a query image (exact, or HNSW with --ann).
+    Search(search::Args),
     /// Linear-probe accuracy of a frozen ONNX encoder (MoCo v3 linear evaluation protocol).
     Linear(linear::Args),
 }
@@ -76,6 +83,8 @@ pub fn main() -> ExitCode {
         Command::Pretrain(a) => pretrain::run(a),
         Command::Plot(a) => plot::run(a),
         Command::Linear(a) => linear::run(a),
+        Command::Index(a) => index::run(a),
+        Command::Search(a) => search::run(a),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
