@@ -265,3 +265,15 @@ fn a_data_parallel_step_without_a_communicator_is_refused() {
         "the step was compiled for 2 data-parallel ranks but the session's communicator has 0 (0: none given)"
     );
 }
+
+#[test]
+fn a_world_of_zero_ranks_is_a_graph_error() {
+    let cfg = StepConfig::tiny(Frame::NoMomentum, 0.0);
+    let err = build_data_parallel_step(&cfg, 0, false)
+        .unwrap_err()
+        .to_string();
+    assert_eq!(
+        err,
+        "shape error: a data-parallel world needs at least one rank"
+    );
+}
