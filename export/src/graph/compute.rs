@@ -98,8 +98,8 @@ impl Compute {
         }
     }
 
-    /// `x·Wᵀ (+ b)` for a low `x` [n, in] and f32 parameters `W` [out, in] and `b` [out];
-    /// the result is low.
+    /// `x·Wᵀ (+ b)` for a low `x` of shape `[n, in]` and f32 parameters `W` `[out, in]` and
+    /// `b` `[out]`; the result is low.
     ///
     /// # Errors
     /// Shape mismatch.
