@@ -50,6 +50,44 @@ pub(crate) fn write_atomic_with(
     path: &Path,
     write: impl FnOnce(&mut File) -> io::Result<()>,
 ) -> Result<(), AtomicWriteError> {
+    replace_via_temp(path, |tmp, fail| {
+        let mut file = OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .open(tmp)
+            .map_err(|e| fail("create a temporary file for", e))?;
+        write(&mut file).map_err(|e| fail("write", e))?;
+        file.sync_all().map_err(|e| fail("sync", e))
+    })
+}
+
+/// Like [`write_atomic_with`] for writers that take a path, not a file (a C++ library that
+/// opens the file itself): `write` creates the temporary path given, which is then synced,
+/// renamed over `path`, and its directory synced. On error the temporary file is removed and
+/// an existing `path` is left untouched.
+#[cfg_attr(not(feature = "hnsw"), allow(dead_code))]
+pub(crate) fn replace_atomic_via_path(
+    path: &Path,
+    write: impl FnOnce(&Path) -> io::Result<()>,
+) -> Result<(), AtomicWriteError> {
+    replace_via_temp(path, |tmp, fail| {
+        write(tmp).map_err(|e| fail("write", e))?;
+        File::open(tmp)
+            .and_then(|f| f.sync_all())
+            .map_err(|e| fail("sync", e))
+    })
+}
+
+/// The error of `action` on the file being replaced.
+type Fail<'a> = &'a dyn Fn(&'static str, io::Error) -> AtomicWriteError;
+
+/// The shared protocol: `fill` writes and syncs a fresh hidden temporary sibling of `path`,
+/// which is then renamed over `path` and its directory synced; on error the temporary file
+/// is removed and an existing `path` is left untouched.
+fn replace_via_temp(
+    path: &Path,
+    fill: impl FnOnce(&Path, Fail<'_>) -> Result<(), AtomicWriteError>,
+) -> Result<(), AtomicWriteError> {
     let fail = |action: &'static str, source: io::Error| AtomicWriteError {
         action,
         path: path.to_path_buf(),
@@ -63,18 +101,8 @@ pub(crate) fn write_atomic_with(
     })?;
     let dir = parent_dir(path);
     let tmp = temp_sibling(&dir, file_name);
-
-    let result = (|| {
-        let mut file = OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .open(&tmp)
-            .map_err(|e| fail("create a temporary file for", e))?;
-        write(&mut file).map_err(|e| fail("write", e))?;
-        file.sync_all().map_err(|e| fail("sync", e))?;
-        drop(file);
-        fs::rename(&tmp, path).map_err(|e| fail("rename into place", e))
-    })();
+    let result = fill(&tmp, &fail)
+        .and_then(|()| fs::rename(&tmp, path).map_err(|e| fail("rename into place", e)));
     if result.is_err() {
         let _ = fs::remove_file(&tmp);
         return result;
@@ -92,42 +120,6 @@ fn temp_sibling(dir: &Path, file_name: &std::ffi::OsStr) -> PathBuf {
         TMP_COUNTER.fetch_add(1, Ordering::Relaxed)
     ));
     dir.join(tmp_name)
-}
-
-/// Like [`write_atomic_with`] for writers that take a path, not a file (a C++ library that
-/// opens the file itself): `write` creates the temporary path given, which is then synced,
-/// renamed over `path`, and its directory synced. On error the temporary file is removed and
-/// an existing `path` is left untouched.
-#[cfg_attr(not(feature = "hnsw"), allow(dead_code))]
-pub(crate) fn replace_atomic_via_path(
-    path: &Path,
-    write: impl FnOnce(&Path) -> io::Result<()>,
-) -> Result<(), AtomicWriteError> {
-    let fail = |action: &'static str, source: io::Error| AtomicWriteError {
-        action,
-        path: path.to_path_buf(),
-        source,
-    };
-    let file_name = path.file_name().ok_or_else(|| {
-        fail(
-            "write",
-            io::Error::new(io::ErrorKind::InvalidInput, "the path has no file name"),
-        )
-    })?;
-    let dir = parent_dir(path);
-    let tmp = temp_sibling(&dir, file_name);
-    let result = (|| {
-        write(&tmp).map_err(|e| fail("write", e))?;
-        File::open(&tmp)
-            .and_then(|f| f.sync_all())
-            .map_err(|e| fail("sync", e))?;
-        fs::rename(&tmp, path).map_err(|e| fail("rename into place", e))
-    })();
-    if result.is_err() {
-        let _ = fs::remove_file(&tmp);
-        return result;
-    }
-    sync_dir(&dir).map_err(|e| fail("sync the directory of", e))
 }
 
 /// The directory holding `path` (`.` for a bare file name).
