@@ -8,43 +8,11 @@
 use patchmix_export::data::{Dataset, DatasetRef};
 use patchmix_export::knn::FeatureIndex;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::process::Command;
 
-fn patchmix(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_patchmix"))
-        .args(args)
-        .output()
-        .expect("failed to run patchmix")
-}
-
-fn ok(args: &[&str]) -> String {
-    let out = patchmix(args);
-    assert!(
-        out.status.success(),
-        "patchmix {args:?} failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8(out.stdout).unwrap()
-}
-
-fn error_line(args: &[&str]) -> String {
-    let out = patchmix(args);
-    let stderr = String::from_utf8(out.stderr).unwrap();
-    assert!(
-        !out.status.success(),
-        "patchmix {args:?} should fail; stderr: {stderr}"
-    );
-    assert!(!stderr.contains("panicked"), "{stderr}");
-    assert!(out.stdout.is_empty(), "nothing on stdout on error");
-    let line = stderr.trim_end();
-    assert_eq!(line.lines().count(), 1, "one-line error expected: {line}");
-    assert!(line.starts_with("error: "), "{line}");
-    line.to_string()
-}
-
-fn s(p: &Path) -> &str {
-    p.to_str().unwrap()
-}
+#[path = "common/cli.rs"]
+mod cli;
+use cli::{error_line, ok, s};
 
 /// A random-init vit-tiny (2 blocks) for 28×28 images.
 fn export_random(dir: &Path, name: &str, seed: &str) -> PathBuf {

@@ -11,49 +11,10 @@ use patchmix_export::knn::{FeatureIndex, KnnReport};
 use patchmix_export::vit::{VitConfig, init_weights};
 use patchmix_export::weights::{StateDict, save_safetensors};
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
 
-fn patchmix(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_patchmix"))
-        .args(args)
-        .output()
-        .expect("failed to run patchmix")
-}
-
-/// Runs a command that must succeed; returns stdout.
-fn ok(args: &[&str]) -> String {
-    let out = patchmix(args);
-    assert!(
-        out.status.success(),
-        "patchmix {args:?} failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8(out.stdout).unwrap()
-}
-
-/// Runs a command that must fail with one `error: ...` line on stderr and nothing on stdout.
-fn error_line(args: &[&str]) -> String {
-    let out = patchmix(args);
-    let stderr = String::from_utf8(out.stderr).unwrap();
-    assert!(
-        !out.status.success(),
-        "patchmix {args:?} should fail; stderr: {stderr}"
-    );
-    assert!(!stderr.contains("panicked"), "{stderr}");
-    assert!(
-        out.stdout.is_empty(),
-        "nothing on stdout on error: {:?}",
-        out.stdout
-    );
-    let line = stderr.trim_end();
-    assert_eq!(line.lines().count(), 1, "one-line error expected: {line}");
-    assert!(line.starts_with("error: "), "{line}");
-    line.to_string()
-}
-
-fn s(p: &Path) -> &str {
-    p.to_str().unwrap()
-}
+#[path = "common/cli.rs"]
+mod cli;
+use cli::{error_line, ok, s};
 
 fn mnist() -> PathBuf {
     let p = Path::new(env!("CARGO_MANIFEST_DIR")).join("../data/mnist10k");
