@@ -26,6 +26,10 @@ use rand::{RngExt, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use std::sync::Arc;
 
+#[path = "common/state_compare.rs"]
+mod state_compare;
+use state_compare::{analytic_zeros, rel_l2};
+
 const WORLD: usize = 2;
 
 /// Deterministic noisy views (and local crops) of the global batch for step `i`.
@@ -101,19 +105,6 @@ fn data_parallel(
     })
 }
 
-/// Relative L2 difference of `a` from `b` over the coordinates `keep` selects.
-fn rel_l2(a: &[f32], b: &[f32], keep: impl Fn(usize) -> bool) -> f64 {
-    assert_eq!(a.len(), b.len());
-    let (mut num, mut den) = (0.0f64, 0.0f64);
-    for (i, (x, y)) in a.iter().zip(b).enumerate() {
-        if keep(i) {
-            num += f64::from(x - y).powi(2);
-            den += f64::from(*y).powi(2);
-        }
-    }
-    (num / den.max(1e-30)).sqrt()
-}
-
 fn rel(a: f32, b: f32) -> f64 {
     f64::from((a - b).abs()) / f64::from(b.abs()).max(1e-12)
 }
@@ -124,15 +115,6 @@ fn noise_gradients(state: &HostState) -> Vec<bool> {
     let m = &state.exp_avg;
     let rms = (m.iter().map(|v| f64::from(*v).powi(2)).sum::<f64>() / m.len() as f64).sqrt();
     m.iter().map(|v| f64::from(v.abs()) < 1e-5 * rms).collect()
-}
-
-/// Whether coordinate `i` of slot `name` (`offset` into the flat vector) is one whose gradient
-/// vanishes analytically.
-fn vanishes_analytically(name: &str, index_in_slot: usize, len: usize) -> bool {
-    let key_third =
-        name.ends_with("attn.qkv.bias") && (len / 3..2 * len / 3).contains(&index_in_slot);
-    let final_norm_bias = name.ends_with("encoder.norm.bias");
-    key_third || final_norm_bias
 }
 
 /// The largest disagreements between the ranks and the emulation over `steps` steps.
@@ -150,18 +132,8 @@ fn disagreement(cfg: &StepConfig, steps: usize) -> Disagreement {
     let layout: StateLayout = build_step(cfg).unwrap().layout;
     let init = init_state(cfg, &layout, 5);
     let (want_losses, want) = emulated(cfg, &init, steps);
-    let noise: Vec<bool> = layout
-        .params
-        .slots
-        .iter()
-        .flat_map(|s| (0..s.len).map(move |k| vanishes_analytically(&s.name, k, s.len)))
-        .collect();
-    let momentum_noise: Vec<bool> = layout
-        .momentum
-        .slots
-        .iter()
-        .flat_map(|s| (0..s.len).map(move |k| vanishes_analytically(&s.name, k, s.len)))
-        .collect();
+    let noise = analytic_zeros(&layout.params);
+    let momentum_noise = analytic_zeros(&layout.momentum);
     let noise_level = |state: &HostState| {
         noise
             .iter()

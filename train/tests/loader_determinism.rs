@@ -186,3 +186,51 @@ fn loads_real_mnist() {
     let mean = b.view1.mean().unwrap();
     assert!(mean.is_finite() && mean.abs() < 3.0, "{mean}");
 }
+
+/// Data-parallel ranks: the W shards of each global batch, stacked in rank order, are exactly
+/// the batch one process loads (same samples, same augmentation draws, same local crops), for
+/// every step of an epoch and from a resume point.
+#[test]
+fn rank_shards_stack_into_the_whole_batch() {
+    use ndarray::{Axis, concatenate};
+    use patchmix_train::data::Shard;
+    let ds = synthetic(40);
+    let whole = collect(&loader(ds.clone(), 2, 8, true), 2, 1);
+    let shards: Vec<Vec<Batch>> = (0..2)
+        .map(|r| {
+            let l = loader(ds.clone(), 1, 8, true)
+                .sharded(Shard::new(r, 2, 8).unwrap())
+                .unwrap();
+            collect(&l, 2, 1)
+        })
+        .collect();
+    assert_eq!(whole.len(), 4);
+    for (i, w) in whole.iter().enumerate() {
+        let (a, b) = (&shards[0][i], &shards[1][i]);
+        assert_eq!(a.view1.shape(), &[4, 3, 8, 8]);
+        let cat = |x: &ndarray::Array4<f32>, y: &ndarray::Array4<f32>| {
+            concatenate(Axis(0), &[x.view(), y.view()]).unwrap()
+        };
+        assert_eq!(cat(&a.view1, &b.view1), w.view1, "step {i} view 1");
+        assert_eq!(cat(&a.view2, &b.view2), w.view2, "step {i} view 2");
+        for j in 0..2 {
+            assert_eq!(
+                cat(&a.locals[j], &b.locals[j]),
+                w.locals[j],
+                "step {i} crop {j}"
+            );
+        }
+        assert_eq!([&a.indices[..], &b.indices[..]].concat(), w.indices);
+        assert_eq!([&a.labels[..], &b.labels[..]].concat(), w.labels);
+    }
+}
+
+#[test]
+fn a_batch_that_does_not_split_over_the_ranks_is_refused() {
+    use patchmix_train::data::Shard;
+    let e = Shard::new(0, 3, 8).unwrap_err().to_string();
+    assert!(e.contains("batch 8") && e.contains("3 ranks"), "{e}");
+    assert!(Shard::new(2, 2, 8).is_err());
+    let l = loader(synthetic(20), 1, 6, false);
+    assert!(l.sharded(Shard::new(1, 3, 6).unwrap()).is_ok());
+}

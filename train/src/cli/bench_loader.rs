@@ -20,7 +20,7 @@ use patchmix_export::data::{Dataset, DatasetRef};
 use patchmix_train::augment::finetune::{FinetuneConfig, FinetuneTransform};
 use patchmix_train::augment::mixup::{Mixup, MixupConfig};
 use patchmix_train::augment::{AugmentConfig, MultiCrop, Pipeline};
-use patchmix_train::data::{FinetuneLoader, Loader, LoaderConfig, epoch_order};
+use patchmix_train::data::{FinetuneLoader, Loader, LoaderConfig, Shard, epoch_order};
 use patchmix_train::pretrain::PretrainConfig;
 use patchmix_train::pretrain::run::{DEFAULT_GLOBAL_CROP, prepare_step_inputs, raw_views};
 use patchmix_train::step::{LocalCrops, StepConfig};
@@ -181,9 +181,15 @@ fn measure(
         let t0 = Instant::now();
         let batch = it.next().context("the loader ended early")??;
         let t1 = Instant::now();
-        let prepared =
-            prepare_step_inputs(recipe, cfg, spe as u64, (epoch, g as u64), raw_views(batch))
-                .map_err(anyhow::Error::msg)?;
+        let prepared = prepare_step_inputs(
+            recipe,
+            cfg,
+            Shard::WHOLE,
+            spe as u64,
+            (epoch, g as u64),
+            raw_views(batch),
+        )
+        .map_err(anyhow::Error::msg)?;
         drop(black_box(prepared));
         let t2 = Instant::now();
         loader_wait_s += (t1 - t0).as_secs_f64();

@@ -1,5 +1,6 @@
 //! `patchmix pretrain`: PatchMix pretraining from a preset, a TOML config and flags.
 
+use patchmix_train::dist::{DistMode, DistWorld, start};
 use patchmix_train::pretrain::dump::dump_step;
 use patchmix_train::pretrain::eval_data::{GivenData, follow_training_data};
 use patchmix_train::pretrain::{PretrainConfig, RunOptions, Trainer, run_pretrain};
@@ -70,6 +71,13 @@ pub struct Args {
     /// least m images per group. Default: the config's `virtual_ranks` (1).
     #[arg(long, value_name = "W")]
     pub virtual_ranks: Option<usize>,
+    /// Data-parallel ranks: `none` (one process), `mpi` (the ranks of `mpirun -np N`,
+    /// collectives over Open MPI; needs a build with `--features mpi`), `nccl` (GPUs; not built
+    /// yet) or `auto` (`mpi` when an MPI launcher started this process, else `none`).
+    /// `--batch` stays the global batch, split evenly over the ranks; rank 0 alone writes the
+    /// run directory.
+    #[arg(long, default_value = "auto", value_name = "none|mpi|nccl|auto")]
+    pub dist: String,
     /// Hide the progress bar.
     #[arg(long)]
     pub quiet: bool,
@@ -143,13 +151,35 @@ pub fn resolve(a: &Args) -> anyhow::Result<PretrainConfig> {
 /// # Errors
 /// Any problem as a one-line message.
 pub fn run(a: Args) -> anyhow::Result<()> {
+    let mode: DistMode = a.dist.parse().map_err(anyhow::Error::msg)?;
+    let world = start(mode).map_err(anyhow::Error::msg)?;
+    let result = run_in(a, &world);
+    if let Err(e) = &result
+        && world.world_size() > 1
+    {
+        // The other ranks may be waiting in a collective for this one: end them all (mpirun
+        // names this rank) rather than leave them hanging.
+        eprintln!("error: rank {}: {e:#}", world.rank());
+        world.abort(1);
+    }
+    result
+}
+
+fn run_in(a: Args, world: &DistWorld) -> anyhow::Result<()> {
     let cfg = resolve(&a)?;
     let opts = RunOptions {
         resume: a.resume.clone(),
         progress: !a.quiet,
         profile: a.profile,
+        collectives: world.collectives().cloned(),
     };
     if let Some(dir) = &a.dump_step {
+        if world.world_size() > 1 {
+            anyhow::bail!(
+                "--dump-step runs one process; dump the one-process emulation instead (--virtual-ranks {} without mpirun)",
+                world.world_size()
+            );
+        }
         let mut t = Trainer::new(&cfg, &opts).map_err(anyhow::Error::msg)?;
         let l = dump_step(&mut t, dir).map_err(anyhow::Error::msg)?;
         println!(
@@ -163,6 +193,9 @@ pub fn run(a: Args) -> anyhow::Result<()> {
         return Ok(());
     }
     let s = run_pretrain(&cfg, &opts).map_err(anyhow::Error::msg)?;
+    if world.rank() > 0 {
+        return Ok(());
+    }
     println!(
         "pretraining finished after {} steps; run directory {}",
         s.global_step,

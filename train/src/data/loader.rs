@@ -90,6 +90,65 @@ pub struct Loader {
     pipeline: Arc<Pipeline>,
     cfg: LoaderConfig,
     pool: Arc<rayon::ThreadPool>,
+    shard: Shard,
+}
+
+/// The rows of every global batch that one data-parallel rank loads: rank `rank` of `world`
+/// takes the contiguous slice `rank·b .. (rank+1)·b` (b = batch ÷ world) of each global batch,
+/// the sampler the data-parallel step expects (`PreparedBatch::rank_share`).
+///
+/// # Examples
+/// ```
+/// use patchmix_train::data::Shard;
+/// let s = Shard::new(1, 2, 8)?;
+/// assert_eq!(s.rows(8), 4..8);
+/// assert!(Shard::new(0, 3, 8).is_err()); // 8 images do not split over 3 ranks
+/// # Ok::<(), patchmix_train::data::LoaderError>(())
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Shard {
+    rank: usize,
+    world: usize,
+}
+
+impl Shard {
+    /// The whole batch (one process).
+    pub const WHOLE: Shard = Shard { rank: 0, world: 1 };
+
+    /// Rank `rank` of `world` ranks sharing global batches of `batch` images.
+    ///
+    /// # Errors
+    /// [`LoaderError::Config`] when `world` is 0, `rank` ≥ `world`, or `batch` is not a
+    /// multiple of `world`.
+    pub fn new(rank: usize, world: usize, batch: usize) -> Result<Self, LoaderError> {
+        if world == 0 || rank >= world {
+            return Err(LoaderError::Config(format!(
+                "rank {rank} is not one of {world} ranks"
+            )));
+        }
+        if !batch.is_multiple_of(world) {
+            return Err(LoaderError::Config(format!(
+                "batch {batch} does not split evenly over {world} ranks"
+            )));
+        }
+        Ok(Shard { rank, world })
+    }
+
+    /// This rank.
+    pub const fn rank(&self) -> usize {
+        self.rank
+    }
+
+    /// The number of ranks.
+    pub const fn world(&self) -> usize {
+        self.world
+    }
+
+    /// This rank's rows of a global batch of `batch` images.
+    pub fn rows(&self, batch: usize) -> std::ops::Range<usize> {
+        let b = batch / self.world;
+        self.rank * b..(self.rank + 1) * b
+    }
 }
 
 impl std::fmt::Debug for Loader {
@@ -134,7 +193,26 @@ impl Loader {
             pipeline: Arc::new(pipeline),
             cfg,
             pool: Arc::new(pool),
+            shard: Shard::WHOLE,
         })
+    }
+
+    /// This loader, loading only `shard`'s rows of each global batch (a data-parallel rank's
+    /// share). Each sample's augmentation draws depend on (seed, epoch, its position in the
+    /// epoch), never on the rank, so the W shards of a batch are exactly the rows of the
+    /// batch one process loads.
+    ///
+    /// # Errors
+    /// [`LoaderError::Config`] when the batch does not split over the shard's world.
+    pub fn sharded(mut self, shard: Shard) -> Result<Self, LoaderError> {
+        Shard::new(shard.rank, shard.world, self.cfg.batch_size)?;
+        self.shard = shard;
+        Ok(self)
+    }
+
+    /// The rows of each global batch this loader loads.
+    pub fn shard(&self) -> Shard {
+        self.shard
     }
 
     /// The settings.
@@ -180,9 +258,9 @@ impl Loader {
                 self.steps_per_epoch()
             )));
         }
-        let b = self.cfg.batch_size;
-        let first = step * b;
-        let indices = order[first..first + b].to_vec();
+        let rows = self.shard.rows(self.cfg.batch_size);
+        let first = step * self.cfg.batch_size + rows.start;
+        let indices = order[first..step * self.cfg.batch_size + rows.end].to_vec();
         self.pool
             .install(|| self.prepare(epoch, step, first, indices))
     }

@@ -10,5 +10,5 @@ mod seed;
 
 pub use batch::Batch;
 pub use finetune::{FinetuneBatch, FinetuneLoader};
-pub use loader::{EpochIter, Loader, LoaderConfig, LoaderError};
+pub use loader::{EpochIter, Loader, LoaderConfig, LoaderError, Shard};
 pub use seed::{epoch_order, mix_rng, sample_rng, sample_seed};

@@ -18,7 +18,7 @@
 //! `provider`), the pip/`ldd` diagnostics (`diagnostics`) and the CUDA preflight
 //! ([`preflight_cuda`], `preflight`).
 
-mod diagnostics;
+pub(crate) mod diagnostics;
 mod error;
 mod gpu_lookup;
 mod load;

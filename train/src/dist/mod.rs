@@ -6,14 +6,17 @@
 //! * [`threads`]: [`ThreadWorld`], W ranks as threads of one process (the tests' world, and
 //!   any caller that wants ranks without a launcher);
 //! * `mpi` (feature `mpi`): Open MPI through the `mpi` crate, for processes launched by `mpirun`;
+//! * [`launch`]: `--dist`: starting a run's world, and the ranks' start-up agreement;
 //! * [`operators`]: the CPU kernels of `AllReduceSum` and `AllGather`, registered per session.
 
 pub mod comm;
+pub mod launch;
 #[cfg(feature = "mpi")]
 pub mod mpi;
 pub mod operators;
 pub mod threads;
 
 pub use comm::{CommError, Communicator};
+pub use launch::{DistMode, DistWorld, LaunchError, agree_on, launcher_world_size, start};
 pub use operators::collective_domain;
 pub use threads::ThreadWorld;

@@ -49,6 +49,17 @@ pub enum PretrainError {
     /// The thread preparing the next step's inputs panicked.
     #[error("the batch preparation thread panicked")]
     PreparationPanicked,
+    /// The data-parallel world could not start, or its ranks disagree.
+    #[error(transparent)]
+    Launch(#[from] crate::dist::LaunchError),
+    /// The run does not fit the data-parallel world it was started in.
+    #[error("{ranks} ranks: {message}")]
+    Ranks {
+        /// The world size.
+        ranks: usize,
+        /// What does not fit.
+        message: String,
+    },
     /// A step's PatchMix inputs could not be prepared.
     #[error(transparent)]
     Prepare(#[from] crate::step::BatchError),

@@ -9,12 +9,13 @@ use super::metrics::{
 };
 use super::monitor::{encoder_weights, knn_eval, ort_encoder};
 use crate::augment::{AugmentConfig, MultiCrop, Pipeline};
-use crate::data::{Loader, LoaderConfig};
+use crate::data::{Loader, LoaderConfig, Shard};
 use crate::device::DeviceOptions;
-use crate::session::{SessionOptions, StepSession};
+use crate::session::{Collectives, SessionOptions, StepSession};
 use crate::step::{HostState, Losses};
 use crate::step::{
-    Precision, PreparedBatch, StepConfig, StepGraph, build_step, init_state, prepare_batch_on_ranks,
+    Precision, PreparedBatch, StepConfig, StepGraph, VirtualRanks, build_data_parallel_step,
+    init_state, prepare_batch_on_ranks, prepare_rank_batch,
 };
 use patchmix_core::{cosine_schedule, momentum_schedule, temperature_schedule};
 use patchmix_export::data::{Dataset, DatasetRef};
@@ -31,6 +32,10 @@ pub struct RunOptions {
     pub progress: bool,
     /// Write an ORT profile into the run directory.
     pub profile: bool,
+    /// This process's rank in a data-parallel world (`--dist`), `None` for one process. Every
+    /// rank trains on its slice of each global batch; rank 0 alone writes the run directory
+    /// (configuration, metrics, checkpoints, export), shows progress and evaluates.
+    pub collectives: Option<Collectives>,
 }
 
 /// What a finished run reports.
@@ -158,23 +163,52 @@ pub fn raw_views(batch: crate::data::Batch) -> RawViews {
 
 /// Step `global_step`'s inputs (PatchMix images, targets, drop-path masks, all derived from
 /// the run seed and the step; per virtual rank group when `virtual_ranks` > 1) and schedule
-/// values. A pure function of its arguments, so the
-/// training loop runs it for the next step on another thread while the current step runs.
+/// values. `sc` is the global step configuration (the whole batch); with a `shard` of W > 1
+/// ranks the views hold this rank's rows only and the result is its share (see
+/// [`prepare_rank_batch`]). A pure function of its arguments, so the training loop runs it
+/// for the next step on another thread while the current step runs.
 ///
 /// # Errors
 /// Data or schedule errors.
 pub fn prepare_step_inputs(
     cfg: &PretrainConfig,
     sc: &StepConfig,
+    shard: Shard,
     steps_per_epoch: u64,
     (epoch, global_step): (u64, u64),
     (view1, view2, local): RawViews,
 ) -> Result<(PreparedBatch, Scalars), PretrainError> {
     let s = scalars(cfg, steps_per_epoch, epoch, global_step)?;
     let seed = step_seed(cfg.seed, global_step);
-    let ranks = cfg.ranks(sc)?;
-    let b = prepare_batch_on_ranks(sc, ranks, view1, view2, local, seed, cfg.target_smoothing())?;
+    let smoothing = cfg.target_smoothing();
+    let b = if shard.world() > 1 {
+        let ranks = real_ranks(sc, shard.world())?;
+        prepare_rank_batch(
+            sc,
+            ranks,
+            shard.rank(),
+            view1,
+            view2,
+            local,
+            seed,
+            smoothing,
+        )?
+    } else {
+        let ranks = cfg.ranks(sc)?;
+        prepare_batch_on_ranks(sc, ranks, view1, view2, local, seed, smoothing)?
+    };
     Ok((b, s))
+}
+
+/// The split of the global batch over `world` real ranks.
+fn real_ranks(sc: &StepConfig, world: usize) -> Result<VirtualRanks, PretrainError> {
+    VirtualRanks::new(world, sc.batch, sc.mix).map_err(|e| PretrainError::Ranks {
+        ranks: world,
+        message: e
+            .to_string()
+            .replace("virtual_ranks = ", "")
+            .replace("virtual_ranks", "ranks"),
+    })
 }
 
 /// A loader, step session and state for a configuration (fresh or resumed).
@@ -183,10 +217,14 @@ pub struct Trainer {
     pub cfg: PretrainConfig,
     /// The loader.
     pub loader: Loader,
-    /// The ORT step.
+    /// The ORT step (this rank's, in a data-parallel world).
     pub session: StepSession,
     /// Where the run stands.
     pub progress: Progress,
+    /// The global step configuration (the whole batch over all ranks).
+    pub step_config: StepConfig,
+    /// This rank's rows of each global batch.
+    pub shard: Shard,
 }
 
 impl Trainer {
@@ -196,8 +234,31 @@ impl Trainer {
     /// Any setup problem, as a one-line message.
     pub fn new(cfg: &PretrainConfig, opts: &RunOptions) -> Result<Trainer, PretrainError> {
         cfg.validate()?;
-        check_run_dir(&cfg.out_dir)?;
         let sc = cfg.step_config()?;
+        let (rank, world) = opts
+            .collectives
+            .as_ref()
+            .map_or((0, 1), |c| (c.0.rank(), c.0.world_size()));
+        if let Some(Collectives(comm)) = &opts.collectives
+            && world > 1
+        {
+            // Every rank must run the same recipe on the same data from the same state.
+            let what = format!("{}\nresume = {:?}\n", toml::to_string(cfg)?, opts.resume);
+            crate::dist::agree_on(comm.as_ref(), "configurations", what.as_bytes())?;
+            real_ranks(&sc, world)?;
+            if cfg.virtual_ranks != 1 && cfg.virtual_ranks != world {
+                return Err(PretrainError::Ranks {
+                    ranks: world,
+                    message: format!(
+                        "virtual_ranks = {} emulates another world; with real ranks set it to 1 or {world}",
+                        cfg.virtual_ranks
+                    ),
+                });
+            }
+        }
+        if rank == 0 {
+            check_run_dir(&cfg.out_dir)?;
+        }
         let ds = open_dataset(&cfg.data)?;
         if let Some((w, h)) = ds.image_size()
             && w != h
@@ -226,8 +287,14 @@ impl Trainer {
                 threads: cfg.loader_threads,
                 prefetch: 2,
             },
-        )?;
-        let step: StepGraph = build_step(&sc)?;
+        )?
+        .sharded(Shard::new(rank, world, cfg.batch)?)?;
+        // One rank's step over its b = B/W images (W = 1: the plain step, collectives-free).
+        let rank_sc = StepConfig {
+            batch: cfg.batch / world,
+            ..sc.clone()
+        };
+        let step: StepGraph = build_data_parallel_step(&rank_sc, world, false)?;
         if sc.precision != Precision::Fp32 {
             log::info!(
                 "precision {}: matrix products in half precision, f32 master weights and optimizer state{}",
@@ -242,8 +309,8 @@ impl Trainer {
         let sopts = SessionOptions {
             threads: (cfg.threads > 0).then_some(cfg.threads),
             opt_level: SessionOptions::default().opt_level,
-            profile: opts.profile.then(|| cfg.out_dir.join("ort-profile")),
-            ..SessionOptions::default()
+            profile: (opts.profile && rank == 0).then(|| cfg.out_dir.join("ort-profile")),
+            collectives: opts.collectives.clone().filter(|_| world > 1),
         };
         let resume_dir = match &opts.resume {
             Some(r) => resolve_resume(r, &cfg.out_dir)?,
@@ -295,11 +362,14 @@ impl Trainer {
                 source: Box::new(source),
             }
         })?;
+        let shard = loader.shard();
         Ok(Trainer {
             cfg: cfg.clone(),
             loader,
             session,
             progress,
+            step_config: sc,
+            shard,
         })
     }
 
@@ -331,7 +401,8 @@ impl Trainer {
     ) -> Result<(PreparedBatch, Scalars), PretrainError> {
         prepare_step_inputs(
             &self.cfg,
-            &self.session.step_graph().config,
+            &self.step_config,
+            self.shard,
             self.loader.steps_per_epoch() as u64,
             (self.progress.epoch, self.progress.global_step),
             (view1, view2, local),
@@ -379,20 +450,41 @@ impl Trainer {
 /// checkpoint.
 pub fn run_pretrain(cfg: &PretrainConfig, opts: &RunOptions) -> Result<RunSummary, PretrainError> {
     let mut t = Trainer::new(cfg, opts)?;
+    // In a data-parallel world every rank trains; rank 0 alone writes the run directory,
+    // shows progress and evaluates (the state is the same on every rank).
+    let lead = t.shard.rank() == 0;
+    if t.shard.world() > 1 {
+        log::info!(
+            "rank {} of {}: {} images of each global batch of {}",
+            t.shard.rank(),
+            t.shard.world(),
+            cfg.batch / t.shard.world(),
+            cfg.batch
+        );
+    }
     let toml_text = toml::to_string(cfg)?;
-    log::info!("patchmix pretrain: resolved configuration\n{toml_text}");
     let config_path = cfg.out_dir.join("config.toml");
-    patchmix_export::atomic::write_atomic(&config_path, toml_text.as_bytes())
-        .map_err(|e| PretrainError::io("write", &config_path, e))?;
+    if lead {
+        log::info!("patchmix pretrain: resolved configuration\n{toml_text}");
+        patchmix_export::atomic::write_atomic(&config_path, toml_text.as_bytes())
+            .map_err(|e| PretrainError::io("write", &config_path, e))?;
+    }
     let resumed = t.progress.global_step > 0;
-    let mut metrics = MetricsLog::open(&cfg.out_dir, resumed.then_some(t.progress.global_step))?;
+    let mut metrics = if lead {
+        Some(MetricsLog::open(
+            &cfg.out_dir,
+            resumed.then_some(t.progress.global_step),
+        )?)
+    } else {
+        None
+    };
     let eval = match &cfg.eval_data {
-        Some(e) => {
+        Some(e) if lead => {
             let ev = open_dataset(e)?;
             super::eval_data::check_classes(t.loader.dataset(), &cfg.data, &ev, e)?;
             Some(ev)
         }
-        None => None,
+        _ => None,
     };
     let spe = t.loader.steps_per_epoch() as u64;
     let vit = cfg.vit()?;
@@ -401,7 +493,7 @@ pub fn run_pretrain(cfg: &PretrainConfig, opts: &RunOptions) -> Result<RunSummar
     let max_steps = cfg.max_steps.unwrap_or(u64::MAX);
     'epochs: while t.progress.epoch < cfg.epochs {
         let epoch = t.progress.epoch;
-        let bar = if opts.progress {
+        let bar = if opts.progress && lead {
             let b = indicatif::ProgressBar::new(spe);
             b.set_style(
                 indicatif::ProgressStyle::with_template(
@@ -420,7 +512,7 @@ pub fn run_pretrain(cfg: &PretrainConfig, opts: &RunOptions) -> Result<RunSummar
             .epoch_from(epoch, t.progress.step_in_epoch as usize);
         let mut timer = Instant::now();
         // What the preparation thread needs, shared rather than cloned per step.
-        let shared = Arc::new((t.cfg.clone(), t.session.step_graph().config.clone()));
+        let shared = Arc::new((t.cfg.clone(), t.step_config.clone(), t.shard));
         let mut next_batch = || -> Result<RawViews, PretrainError> {
             let batch = it.next().ok_or(PretrainError::LoaderEnded)??;
             Ok(raw_views(batch))
@@ -447,8 +539,8 @@ pub fn run_pretrain(cfg: &PretrainConfig, opts: &RunOptions) -> Result<RunSummar
                 let views = next_batch()?;
                 let shared = Arc::clone(&shared);
                 pending = Some(std::thread::spawn(move || {
-                    let (c, sc) = &*shared;
-                    prepare_step_inputs(c, sc, spe, (epoch, next_step), views)
+                    let (c, sc, shard) = &*shared;
+                    prepare_step_inputs(c, sc, *shard, spe, (epoch, next_step), views)
                 }));
             }
             let scale_used = t.session.loss_scaler().map(|s| s.scale);
@@ -477,6 +569,10 @@ pub fn run_pretrain(cfg: &PretrainConfig, opts: &RunOptions) -> Result<RunSummar
             t.progress.global_step += 1;
             t.progress.step_in_epoch += 1;
             let ips = cfg.batch as f64 / secs.max(1e-9);
+            let Some(metrics) = metrics.as_mut() else {
+                last = Some(l);
+                continue;
+            };
             metrics.append(&MetricsRecord::Step(StepRecord {
                 step: t.progress.global_step,
                 epoch,
@@ -521,10 +617,12 @@ pub fn run_pretrain(cfg: &PretrainConfig, opts: &RunOptions) -> Result<RunSummar
             if let Some(row) = r.row(20).or_else(|| r.rows.first()) {
                 knn_line = format!(" | kNN@{} top-1 {:.2}%", row.k, row.top1);
                 let record = KnnRecord::of_row(t.progress.global_step, done, row, false);
-                metrics.append(&MetricsRecord::Knn(record))?;
+                if let Some(m) = metrics.as_mut() {
+                    m.append(&MetricsRecord::Knn(record))?;
+                }
             }
         }
-        if let Some(l) = last {
+        if let (Some(l), true) = (last, lead) {
             let multi = if cfg.local_crops > 0 {
                 format!(", multi {:.4}, multi-mix {:.4}", l.multi, l.multi_mix)
             } else {
@@ -539,10 +637,19 @@ pub fn run_pretrain(cfg: &PretrainConfig, opts: &RunOptions) -> Result<RunSummar
                 l.mix2
             );
         }
-        if done % cfg.checkpoint_every.max(1) == 0 && done < cfg.epochs {
+        if lead && done % cfg.checkpoint_every.max(1) == 0 && done < cfg.epochs {
             t.checkpoint()?;
         }
     }
+    // The other ranks are done: the final checkpoint, export and evaluation are rank 0's.
+    let Some(mut metrics) = metrics else {
+        return Ok(RunSummary {
+            run_dir: cfg.out_dir.clone(),
+            global_step: t.progress.global_step,
+            last,
+            knn: None,
+        });
+    };
     // Final checkpoint, export and evaluation.
     let ck = t.checkpoint()?;
     log::info!("checkpoint: {}", ck.display());

@@ -58,6 +58,14 @@ pub enum BatchError {
         /// The step's batch.
         batch: usize,
     },
+    /// A rank outside the world.
+    #[error("rank {rank} is not one of the {world} ranks")]
+    Rank {
+        /// The rank asked for.
+        rank: usize,
+        /// The number of ranks.
+        world: usize,
+    },
     /// The core rejected the mixing geometry or the label smoothing.
     #[error(transparent)]
     Core(#[from] patchmix_core::Error),

@@ -35,6 +35,6 @@ pub use layout::{Layout, Slot, StateLayout, is_decayed, predictor_layers, projec
 pub use loss::{l2_normalize, soft_ce};
 pub use outputs::Losses;
 pub use precision::{Precision, UnknownPrecision};
-pub use ranks::{RankSplitError, VirtualRanks, rank_targets};
+pub use ranks::{RankSplitError, VirtualRanks, prepare_rank_batch, rank_targets};
 pub use scaler::{BACKOFF_FACTOR, GROWTH_FACTOR, GROWTH_INTERVAL, INIT_SCALE, LossScaler};
 pub use state::HostState;

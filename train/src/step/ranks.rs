@@ -271,6 +271,105 @@ impl super::batch::PreparedBatch {
     }
 }
 
+/// A real data-parallel rank's step inputs, from its own rows only: rank `rank` of `ranks`
+/// holds b = B/W images of each view (`view1`, `view2`: [b, 3, img, img]) and, with
+/// multi-crop, its local crops (crop-major [n·b, 3, l, l]); `cfg` is the **global** step
+/// configuration (batch B). The result equals
+/// `prepare_batch_on_ranks(cfg, ranks, <all B rows>, …).rank_share(cfg, ranks, rank)` for any
+/// content of the other ranks' rows: each group is PatchMixed on its own with the step's
+/// permutations, the targets and drop-path masks do not depend on the pixels, and the step RNG
+/// draws the same sequence whatever the images (the other rows are filled with zeros and their
+/// mixing discarded: B·3·img² copies, negligible against the step).
+///
+/// # Errors
+/// [`BatchError`]: a rank outside the world, views or crops of the wrong size, or what
+/// [`prepare_batch_on_ranks`](super::batch::prepare_batch_on_ranks) rejects.
+///
+/// # Examples
+/// ```
+/// use patchmix_train::step::{Frame, StepConfig, VirtualRanks, prepare_batch_on_ranks, prepare_rank_batch};
+/// let cfg = StepConfig::tiny(Frame::NoMomentum, 0.0);
+/// let n = cfg.batch * 3 * cfg.vit.img * cfg.vit.img;
+/// let view: Vec<f32> = (0..n).map(|i| i as f32).collect();
+/// let ranks = VirtualRanks::new(2, cfg.batch, cfg.mix)?;
+/// let whole = prepare_batch_on_ranks(&cfg, ranks, view.clone(), view.clone(), None, 1, 0.1)?;
+/// let mine = view[n / 2..].to_vec();
+/// let rank1 = prepare_rank_batch(&cfg, ranks, 1, mine.clone(), mine, None, 1, 0.1)?;
+/// assert_eq!(rank1.images, whole.rank_share(&cfg, ranks, 1).images);
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+#[allow(clippy::too_many_arguments)]
+pub fn prepare_rank_batch(
+    cfg: &super::StepConfig,
+    ranks: VirtualRanks,
+    rank: usize,
+    view1: Vec<f32>,
+    view2: Vec<f32>,
+    local: Option<Vec<f32>>,
+    seed: u64,
+    smoothing: impl Into<TargetSmoothing>,
+) -> Result<super::batch::PreparedBatch, super::batch::BatchError> {
+    use super::batch::BatchError;
+    if rank >= ranks.world() {
+        return Err(BatchError::Rank {
+            rank,
+            world: ranks.world(),
+        });
+    }
+    let (b, img) = (ranks.per_rank(), cfg.vit.img);
+    let per = 3 * img * img;
+    if view1.len() != b * per || view2.len() != b * per {
+        return Err(BatchError::ViewSize {
+            view1: view1.len(),
+            view2: view2.len(),
+            want: b * per,
+            batch: b,
+            img,
+        });
+    }
+    let rows = ranks.rows(rank);
+    // `blocks` blocks of b rows of `row` values each, placed at this rank's rows of `blocks`
+    // global blocks of B rows.
+    let widen = |mine: &[f32], blocks: usize| -> Vec<f32> {
+        let row = mine.len() / (blocks * b).max(1);
+        let mut global = vec![0.0f32; blocks * ranks.batch() * row];
+        for (src, dst) in mine
+            .chunks((b * row).max(1))
+            .zip(global.chunks_mut((ranks.batch() * row).max(1)))
+        {
+            dst[rows.start * row..rows.end * row].copy_from_slice(src);
+        }
+        global
+    };
+    let local = match (cfg.local, local) {
+        (Some(lc), Some(crops)) => {
+            let want = lc.count * b * 3 * lc.img * lc.img;
+            if crops.len() != want {
+                return Err(BatchError::LocalSize {
+                    got: crops.len(),
+                    want,
+                    count: lc.count,
+                    batch: b,
+                    img: lc.img,
+                });
+            }
+            Some(widen(&crops, lc.count))
+        }
+        // Missing or unexpected crops: the whole-batch preparation names the problem.
+        (_, crops) => crops,
+    };
+    let whole = super::batch::prepare_batch_on_ranks(
+        cfg,
+        ranks,
+        widen(&view1, 1),
+        widen(&view2, 1),
+        local,
+        seed,
+        smoothing,
+    )?;
+    Ok(whole.rank_share(cfg, ranks, rank))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -333,6 +432,66 @@ mod tests {
         assert_eq!(row(&src, 5), [o, o, o, o, o, on, o, o]);
         let (o, on) = ((0.2f64 / 8.0) as f32, (0.8f64 / 2.0 + 0.2 / 8.0) as f32);
         assert_eq!(row(&mix, 5), [o, o, o, o, o, on, on, o]);
+    }
+
+    /// A real rank prepares from its own rows exactly its share of the whole batch: images,
+    /// targets, drop-path masks, local crops (raw and mixed) — while the other ranks' rows
+    /// hold anything at all.
+    #[test]
+    fn a_rank_prepares_its_share_from_its_own_rows() {
+        use crate::step::{Frame, LocalCrops, StepConfig};
+        let cfg = StepConfig {
+            local: Some(LocalCrops { count: 2, img: 4 }),
+            ..StepConfig::tiny(Frame::Momentum, 0.2)
+        };
+        let ranks = VirtualRanks::new(2, cfg.batch, cfg.mix).unwrap();
+        let n = cfg.batch * 3 * 8 * 8;
+        let nl = 2 * cfg.batch * 3 * 4 * 4;
+        let fill = |len: usize, k: f32| -> Vec<f32> {
+            (0..len).map(|i| (i as f32 * 0.37 + k).sin()).collect()
+        };
+        let (v1, v2, loc) = (fill(n, 0.0), fill(n, 1.0), fill(nl, 2.0));
+        let whole = super::super::batch::prepare_batch_on_ranks(
+            &cfg,
+            ranks,
+            v1.clone(),
+            v2.clone(),
+            Some(loc.clone()),
+            5,
+            0.1,
+        )
+        .unwrap();
+        for rank in 0..2 {
+            let want = whole.rank_share(&cfg, ranks, rank);
+            let rows = |v: &[f32], blocks: usize| -> Vec<f32> {
+                let per = v.len() / (blocks * cfg.batch);
+                v.chunks(cfg.batch * per)
+                    .flat_map(|c| c[rank * 4 * per..(rank + 1) * 4 * per].to_vec())
+                    .collect()
+            };
+            let got = prepare_rank_batch(
+                &cfg,
+                ranks,
+                rank,
+                rows(&v1, 1),
+                rows(&v2, 1),
+                Some(rows(&loc, 2)),
+                5,
+                0.1,
+            )
+            .unwrap();
+            assert_eq!(got.images, want.images, "rank {rank}");
+            assert_eq!(got.targets, want.targets, "rank {rank}");
+            assert_eq!(got.drop_path, want.drop_path, "rank {rank}");
+            assert_eq!(got.local, want.local, "rank {rank}");
+            assert_eq!(got.perms, want.perms, "rank {rank}");
+        }
+        let e = prepare_rank_batch(&cfg, ranks, 2, vec![], vec![], None, 5, 0.1).unwrap_err();
+        assert_eq!(e.to_string(), "rank 2 is not one of the 2 ranks");
+        let e = prepare_rank_batch(&cfg, ranks, 0, v1.clone(), v2.clone(), None, 5, 0.1)
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("B=4"), "{e}");
     }
 
     #[test]
