@@ -179,3 +179,36 @@ fn bench_step_takes_the_flag_and_checks_the_split_before_building() {
         "checked before compiling: {out}"
     );
 }
+
+/// `--dist`: an unknown backend, MPI in a build without it, and NCCL (not built yet, or not
+/// installed) are one-line errors saying what to do.
+#[test]
+fn dist_backends_that_cannot_run_are_one_line_errors() {
+    let dir = tempfile::tempdir().unwrap();
+    let run = dir.path().join("run");
+    let (ok, _, err) = tiny(&run, &["--dist", "gloo"]);
+    assert!(!ok);
+    assert!(
+        err.contains("--dist gloo: expected none, mpi, nccl or auto"),
+        "{err}"
+    );
+    let (ok, _, err) = tiny(&run, &["--dist", "nccl", "--max-steps", "1"]);
+    assert!(!ok);
+    assert!(
+        err.contains("pip install nvidia-nccl-cu13")
+            || err.contains("NCCL kernels are not built yet"),
+        "{err}"
+    );
+    assert_eq!(err.trim().lines().count(), 1, "{err}");
+    if !cfg!(feature = "mpi") {
+        let (ok, _, err) = tiny(&run, &["--dist", "mpi", "--max-steps", "1"]);
+        assert!(!ok);
+        assert!(
+            err.contains("built without MPI support") && err.contains("--features mpi"),
+            "{err}"
+        );
+    }
+    // `none` and `auto` outside a launcher are one process.
+    let (ok, _, err) = tiny(&run, &["--dist", "none", "--max-steps", "1"]);
+    assert!(ok, "{err}");
+}
