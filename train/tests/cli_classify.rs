@@ -319,3 +319,101 @@ fn bad_input_is_a_one_line_error_naming_the_file() {
     assert!(e.contains("--plot"), "{e}");
 }
 
+/// `patchmix export` flags of a small random encoder (the same one at every call).
+const ENCODER: [&str; 15] = [
+    "export", "--init", "random", "--seed", "3", "--preset", "vit-tiny", "--img", "28", "--patch",
+    "7", "--dim", "48", "--depth", "1",
+];
+
+#[test]
+fn a_linear_probe_exported_as_a_classifier_scores_what_the_probe_scored() {
+    let dir = tempfile::tempdir().unwrap();
+    let enc = dir.path().join("enc.onnx");
+    let mut args = ENCODER.to_vec();
+    args.extend(["--out", s(&enc)]);
+    ok(&args);
+    let head = dir.path().join("head.safetensors");
+    let (train, test) = (
+        format!("{}:train", mnist().display()),
+        format!("{}:test", mnist().display()),
+    );
+    let probe: Value = serde_json::from_str(&ok(&[
+        "linear",
+        "--model",
+        s(&enc),
+        "--train",
+        &train,
+        "--test",
+        &test,
+        "--limit",
+        "600",
+        "--epochs",
+        "8",
+        "--lr",
+        "0.5",
+        "--json",
+        "--save-head",
+        s(&head),
+    ]))
+    .unwrap();
+    let (top1, top5) = (
+        probe["last"]["test_top1"].as_f64().unwrap(),
+        probe["last"]["test_top5"].as_f64().unwrap(),
+    );
+    assert!(top1 > 30.0, "the probe should be well above chance: {top1}");
+
+    let out_dir = dir.path().join("clf");
+    let mut args = ENCODER.to_vec();
+    args.extend(["--head", s(&head), "--out", s(&out_dir)]);
+    ok(&args);
+    let j: Value = serde_json::from_str(&ok(&[
+        "classify",
+        "--model",
+        s(&out_dir.join("classifier.onnx")),
+        "--data",
+        &test,
+        "--limit",
+        "600",
+        "--json",
+    ]))
+    .unwrap();
+    assert_eq!(j["count"], 600);
+    assert_eq!(
+        j["top1"].as_f64().unwrap(),
+        top1,
+        "classify vs linear top-1"
+    );
+    assert_eq!(
+        j["top5"].as_f64().unwrap(),
+        top5,
+        "classify vs linear top-5"
+    );
+
+    // A head of another width, and a file without a head, are errors naming the file.
+    let mut args = ENCODER.to_vec();
+    assert_eq!(args[11], "--dim");
+    args[12] = "96";
+    args.extend(["--head", s(&head), "--out", s(&out_dir)]);
+    let e = error_line(&args);
+    assert!(
+        e.contains("head.safetensors: head.weight is [10, 48] but the encoder width D is 96"),
+        "{e}"
+    );
+    let no_head = dir.path().join("no_head.safetensors");
+    patchmix_export::weights::save_safetensors(
+        &no_head,
+        &patchmix_export::weights::StateDict::from([(
+            "norm.weight".to_string(),
+            ndarray::ArrayD::zeros(vec![48]),
+        )]),
+        None,
+    )
+    .unwrap();
+    let mut args = ENCODER.to_vec();
+    args.extend(["--head", s(&no_head), "--out", s(&out_dir)]);
+    let e = error_line(&args);
+    assert!(
+        e.contains("no_head.safetensors: `head.weight` is missing"),
+        "{e}"
+    );
+}
