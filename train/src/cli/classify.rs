@@ -88,7 +88,7 @@ fn table(matrix: &[Vec<u64>], names: &[String]) -> String {
         .map(|n| short(n).len())
         .max()
         .unwrap_or(4)
-        .max(10);
+        .max(11);
     let mut out = format!("{:>first$} |", "true \\ pred");
     for n in names {
         out.push_str(&format!(" {:>w$}", short(n)));
