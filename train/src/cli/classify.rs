@@ -146,6 +146,14 @@ pub fn run(args: Args) -> Result<()> {
             ds.num_classes()
         );
     }
+    if info.output != "logits" {
+        log::warn!(
+            "--model {}: its output is `{}`, not `logits`; scoring it as {} class scores (is it an encoder?)",
+            args.model.display(),
+            info.output,
+            info.classes
+        );
+    }
     if let Some(names) = &info.class_names
         && names.as_slice() != ds.class_names()
     {
