@@ -19,10 +19,14 @@
 //!   and the evaluation the trainer's monitor reuses.
 //! - [`index`]: the gallery index (features, labels, ids, the encoder's fingerprint, an
 //!   optional HNSW graph) that retrieval serves, and its exact and approximate search.
+//! - [`classifier`]: the encoder plus a linear head as `classifier.onnx`/`classifier.safetensors`,
+//!   and the top-1/top-5/confusion scoring of its logits — the shipped classifier.
 //! - [`atomic`]: the one atomic file writer used by every file this workspace writes.
 #![forbid(unsafe_code)]
 
 pub mod atomic;
+#[cfg(feature = "onnx")]
+pub mod classifier;
 pub mod data;
 pub mod graph;
 pub mod index;

@@ -13,8 +13,16 @@
 //! preset's width, number of blocks and attention heads. The weights are checked against that
 //! architecture and every difference is listed. The head count cannot be read from the
 //! weights (the qkv matrix is `[3D, D]` for any head count), so it must be given right.
+//!
+//! With `--head FILE` (a safetensors file holding timm's `head.weight` [C, D] and `head.bias`
+//! [C], e.g. from `patchmix linear --save-head`), the encoder and that head are written as a
+//! classifier: `--out` is then a folder that receives `classifier.onnx` (output `logits`
+//! [batch, C]) and `classifier.safetensors` (timm names, encoder + `head.*`), see
+//! [`patchmix_export::classifier`]. The class names come from the head file's metadata (or are
+//! the class indices).
 
 use anyhow::{Result, anyhow, bail};
+use patchmix_export::classifier::{CLASSES_KEY, ClassifierHead, export_classifier};
 use patchmix_export::onnx::write_onnx;
 use patchmix_export::vit::{VitConfig, VitPreset, encoder_graph, init_weights};
 use patchmix_export::weights::{
@@ -78,9 +86,84 @@ pub struct Args {
     /// Which encoder of a checkpoint holding both to export.
     #[arg(long, value_enum, default_value_t = Source::Base)]
     pub source: Source,
-    /// The ONNX file to write (atomically).
+    /// A classifier head (safetensors with `head.weight` [C, D] and `head.bias` [C]): write
+    /// encoder + head as `classifier.onnx` and `classifier.safetensors` into the folder --out.
+    #[arg(long, value_name = "FILE", conflicts_with = "tokens")]
+    pub head: Option<PathBuf>,
+    /// The ONNX file to write (atomically); with --head, the folder to write the classifier
+    /// files into (created if missing).
     #[arg(long, value_name = "FILE")]
     pub out: PathBuf,
+}
+
+/// Loads a classifier head and its class names (from the metadata, else the indices).
+fn load_head(path: &Path) -> Result<(ClassifierHead, Vec<String>)> {
+    super::embed::check_in_file(
+        path,
+        "--head",
+        "give a safetensors file with head.weight and head.bias (e.g. from `patchmix linear --save-head`)",
+    )?;
+    let contents = load_safetensors(path).map_err(|e| anyhow!("--head: {e}"))?;
+    let origin = format!("--head {}", path.display());
+    let head =
+        ClassifierHead::from_state_dict(&contents.tensors, &origin).map_err(|e| anyhow!("{e}"))?;
+    let names = match contents.metadata.get(CLASSES_KEY) {
+        Some(json) => {
+            let names: Vec<String> = serde_json::from_str(json).map_err(|e| {
+                anyhow!("{origin}: metadata `{CLASSES_KEY}` is not a JSON list of strings: {e}")
+            })?;
+            if names.len() != head.classes() {
+                bail!(
+                    "{origin}: metadata `{CLASSES_KEY}` names {} classes but head.weight has {} rows",
+                    names.len(),
+                    head.classes()
+                );
+            }
+            names
+        }
+        None => (0..head.classes()).map(|c| c.to_string()).collect(),
+    };
+    Ok((head, names))
+}
+
+/// Writes encoder + head as a classifier into the folder `out`.
+fn write_classifier(
+    head_path: &Path,
+    weights: &StateDict,
+    preset: VitPreset,
+    cfg: &VitConfig,
+    origin: &str,
+    out: &Path,
+) -> Result<()> {
+    if out.is_file() {
+        bail!(
+            "--out {}: is a file; with --head, --out is the folder that receives classifier.onnx and classifier.safetensors",
+            out.display()
+        );
+    }
+    let (head, names) = load_head(head_path)?;
+    if head.dim() != cfg.dim {
+        bail!(
+            "--head {}: head.weight is [{}, {}] but the encoder width D is {} ({})",
+            head_path.display(),
+            head.classes(),
+            head.dim(),
+            cfg.dim,
+            describe(preset, cfg)
+        );
+    }
+    let files = export_classifier(weights, &head, cfg, &names, out)
+        .map_err(|e| anyhow!("--out {}: {e}", out.display()))?;
+    eprintln!(
+        "wrote {} and {}: {} from {origin} with the {}-class head of {}; output logits [batch, {}]",
+        files.onnx.display(),
+        files.safetensors.display(),
+        describe(preset, cfg),
+        head.classes(),
+        head_path.display(),
+        head.classes()
+    );
+    Ok(())
 }
 
 /// The architecture the flags describe, checked.
@@ -259,7 +342,9 @@ pub fn run(args: Args) -> Result<()> {
         args.depth,
         args.heads,
     )?;
-    check_out_path(&args.out, "--out")?;
+    if args.head.is_none() {
+        check_out_path(&args.out, "--out")?;
+    }
     let (weights, origin) = match (&args.weights, args.init) {
         (Some(path), _) => (
             load_weights(path, args.source, preset, &cfg)?,
@@ -271,6 +356,9 @@ pub fn run(args: Args) -> Result<()> {
         ),
         (None, None) => bail!("give --weights FILE or --init random"),
     };
+    if let Some(head) = &args.head {
+        return write_classifier(head, &weights, preset, &cfg, &origin, &args.out);
+    }
     let graph = encoder_graph(&cfg, &weights, args.tokens)
         .map_err(|e| anyhow!("cannot build the encoder graph: {e}"))?;
     write_onnx(&graph, &args.out).map_err(|e| anyhow!("--out: {e}"))?;

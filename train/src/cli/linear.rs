@@ -14,17 +14,24 @@
 //!   (scale 0.08–1) + horizontal flip, as the original; slow, for small data (default 90 epochs,
 //!   MoCo v3's schedule length). The test split is embedded once as in fast mode.
 //!
+//! `--save-head FILE` writes the final probe as a timm classifier head (`head.weight` [C, D],
+//! `head.bias` [C], the class names in the metadata): the probe sits on the raw CLS features,
+//! exactly what `patchmix export --head FILE` puts a `Linear(D, C)` on, so the exported
+//! `classifier.onnx` scores what the probe scored.
+//!
 //! `--raw-pixels` replaces the encoder by the flattened preprocessed pixels (the baseline), and
 //! `--limit N` uses N images of each split spread evenly over it (as `patchmix knn`).
 
 use anyhow::{Context, Result, anyhow, bail};
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use ndarray::{Array2, ArrayView4};
+use patchmix_export::classifier::{CLASSES_KEY, ClassifierHead};
 use patchmix_export::data::{Dataset, ImageSizes, Preprocess};
 use patchmix_export::runtime::{Embed, Runtime};
+use patchmix_export::weights::{Metadata, save_safetensors};
 use patchmix_train::linear::{
-    EpochStats, FeatureCache, ProbeConfig, ProbeReport, ProbeTrainer, TrainAugment, check_features,
-    evaluate, train_probe,
+    EpochStats, FeatureCache, LinearProbe, ProbeConfig, ProbeReport, ProbeTrainer, TrainAugment,
+    check_features, evaluate, train_probe_keeping,
 };
 use serde::Serialize;
 use std::io::IsTerminal;
@@ -96,6 +103,40 @@ pub struct Args {
     /// Print the report as JSON on stdout instead of the table.
     #[arg(long)]
     pub json: bool,
+    /// Write the final probe as a timm head (`head.weight` [C, D], `head.bias` [C]) for
+    /// `patchmix export --head` (safetensors, written atomically).
+    #[arg(long, value_name = "FILE", requires = "model")]
+    pub save_head: Option<PathBuf>,
+}
+
+/// Writes `probe` as a timm classifier head with the class names in the metadata.
+fn save_head(
+    path: &std::path::Path,
+    probe: &LinearProbe,
+    names: &[String],
+    model: &str,
+) -> Result<()> {
+    let head = ClassifierHead::new(probe.weight.t().to_owned(), probe.bias.clone())
+        .map_err(|e| anyhow!("--save-head {}: {e}", path.display()))?;
+    let meta = Metadata::from([
+        (
+            CLASSES_KEY.to_string(),
+            serde_json::to_string(names).context("internal: class names")?,
+        ),
+        (
+            "patchmix.head.source".to_string(),
+            format!("linear probe on {model}"),
+        ),
+    ]);
+    save_safetensors(path, &head.to_state_dict(), Some(&meta))
+        .map_err(|e| anyhow!("--save-head: {e}"))?;
+    eprintln!(
+        "wrote {}: head.weight [{}, {}] (the final probe)",
+        path.display(),
+        head.classes(),
+        head.dim()
+    );
+    Ok(())
 }
 
 /// What turns a preprocessed batch into features.
@@ -376,6 +417,9 @@ fn log_epoch(bar: &ProgressBar, s: &EpochStats, epochs: usize) {
 /// different classes, an unusable cache, non-finite features or a diverging loss.
 pub fn run(args: Args) -> Result<()> {
     let cfg = validate(&args)?;
+    if let Some(p) = &args.save_head {
+        super::embed::check_out_path(p, "--save-head")?;
+    }
     let mut feat = match &args.model {
         Some(m) => Featurizer::Model(open_model(m, args.runtime)?),
         None => Featurizer::Pixels,
@@ -412,7 +456,7 @@ pub fn run(args: Args) -> Result<()> {
 
     let bar;
     let t1;
-    let report = if args.augment {
+    let (report, probe) = if args.augment {
         let aug = TrainAugment::new(pre.crop);
         let labels = labels_of(&train_ds, &train_idx);
         let mut trainer = ProbeTrainer::new(dim, classes, cfg).map_err(|e| anyhow!("{e}"))?;
@@ -442,7 +486,10 @@ pub fn run(args: Args) -> Result<()> {
             log_epoch(&bar, &s, cfg.epochs);
             epochs.push(s);
         }
-        ProbeReport::from_epochs(epochs).map_err(|e| anyhow!("{e}"))?
+        (
+            ProbeReport::from_epochs(epochs).map_err(|e| anyhow!("{e}"))?,
+            trainer.probe().clone(),
+        )
     } else {
         let t = Instant::now();
         let train = fixed.features(&mut feat, &train_ds, &args.train, "train", &train_idx)?;
@@ -454,7 +501,7 @@ pub fn run(args: Args) -> Result<()> {
         } else {
             eprintln!("{HEADER}");
         }
-        train_probe(
+        train_probe_keeping(
             train.features.view(),
             &train.labels,
             test.features.view(),
@@ -468,6 +515,9 @@ pub fn run(args: Args) -> Result<()> {
     bar.finish_and_clear();
     let seconds_training = t1.elapsed().as_secs_f64();
     let mode = if args.augment { "augment" } else { "fast" };
+    if let Some(p) = &args.save_head {
+        save_head(p, &probe, train_ds.class_names(), &what)?;
+    }
 
     if args.json {
         let j = JsonReport {

@@ -9,6 +9,7 @@ mod bench_embed;
 mod bench_loader;
 mod bench_search;
 mod bench_step;
+mod classify;
 mod embed;
 mod export;
 mod index;
@@ -52,6 +53,8 @@ enum Command {
     Search(search::Args),
     /// Linear-probe accuracy of a frozen ONNX encoder (MoCo v3 linear evaluation protocol).
     Linear(linear::Args),
+    /// Top-1/top-5 and the confusion matrix of an ONNX classifier on a labelled split.
+    Classify(classify::Args),
 }
 
 /// Routes the libraries' `log` records to stderr: warnings as `warning: …`, errors as
@@ -83,6 +86,7 @@ pub fn main() -> ExitCode {
         Command::Pretrain(a) => pretrain::run(a),
         Command::Plot(a) => plot::run(a),
         Command::Linear(a) => linear::run(a),
+        Command::Classify(a) => classify::run(a),
         Command::Index(a) => index::run(a),
         Command::Search(a) => search::run(a),
     };

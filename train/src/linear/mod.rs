@@ -39,7 +39,9 @@ pub use config::ProbeConfig;
 pub use eval::{TopK, check_features, evaluate};
 pub use features::{CachedSplit, FeatureCache, TrainAugment};
 pub use head::{CrossEntropy, Gradient, LinearProbe, softmax_cross_entropy};
-pub use train::{EpochStats, EpochTrain, ProbeReport, ProbeTrainer, train_probe};
+pub use train::{
+    EpochStats, EpochTrain, ProbeReport, ProbeTrainer, train_probe, train_probe_keeping,
+};
 
 /// Errors of the linear probe; each displays as one line.
 #[derive(Debug, thiserror::Error)]

@@ -218,8 +218,48 @@ pub fn train_probe(
     test_labels: &[u32],
     classes: usize,
     cfg: ProbeConfig,
-    mut on_epoch: impl FnMut(&EpochStats),
+    on_epoch: impl FnMut(&EpochStats),
 ) -> Result<ProbeReport, LinearError> {
+    train_probe_keeping(
+        train,
+        train_labels,
+        test,
+        test_labels,
+        classes,
+        cfg,
+        on_epoch,
+    )
+    .map(|(report, _)| report)
+}
+
+/// [`train_probe`], also returning the probe as it is after the last epoch (the one
+/// `report.last` scores), e.g. to export it as a classifier head.
+///
+/// # Errors
+///
+/// As [`train_probe`].
+///
+/// # Examples
+///
+/// ```
+/// use ndarray::array;
+/// use patchmix_train::linear::{ProbeConfig, evaluate, train_probe_keeping};
+///
+/// let x = array![[1.0f32, 0.0], [0.0, 1.0]];
+/// let cfg = ProbeConfig { epochs: 5, batch: 2, base_lr: 50.0, ..ProbeConfig::default() };
+/// let (report, probe) = train_probe_keeping(x.view(), &[0, 1], x.view(), &[0, 1], 2, cfg, |_| {})?;
+/// assert_eq!(evaluate(&probe, x.view(), &[0, 1])?.top1, report.last.test_top1);
+/// # Ok::<(), patchmix_train::linear::LinearError>(())
+/// ```
+pub fn train_probe_keeping(
+    train: ArrayView2<'_, f32>,
+    train_labels: &[u32],
+    test: ArrayView2<'_, f32>,
+    test_labels: &[u32],
+    classes: usize,
+    cfg: ProbeConfig,
+    mut on_epoch: impl FnMut(&EpochStats),
+) -> Result<(ProbeReport, LinearProbe), LinearError> {
     check_features(train, train_labels, classes, "train")?;
     check_features(test, test_labels, classes, "test")?;
     if train.ncols() != test.ncols() {
@@ -238,7 +278,7 @@ pub fn train_probe(
         on_epoch(&stats);
         epochs.push(stats);
     }
-    ProbeReport::from_epochs(epochs)
+    Ok((ProbeReport::from_epochs(epochs)?, trainer.probe().clone()))
 }
 
 #[cfg(test)]

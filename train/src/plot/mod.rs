@@ -33,6 +33,7 @@
 
 mod axes;
 mod charts;
+mod confusion;
 mod knn_chart;
 mod panel;
 mod parse;
@@ -41,6 +42,7 @@ mod smooth;
 use std::path::{Path, PathBuf};
 
 pub use crate::pretrain::metrics::{Baselines, KnnRecord, StepRecord};
+pub use confusion::draw_confusion;
 pub use parse::{Metrics, parse_metrics, read_metrics};
 pub use smooth::{auto_smoothing, ema, ema_zero_lag};
 
