@@ -11,6 +11,7 @@ mod bench_search;
 mod bench_step;
 mod embed;
 mod export;
+mod finetune;
 mod index;
 mod knn;
 mod linear;
@@ -52,6 +53,8 @@ enum Command {
     Search(search::Args),
     /// Linear-probe accuracy of a frozen ONNX encoder (MoCo v3 linear evaluation protocol).
     Linear(linear::Args),
+    /// Fine-tune a pretrained encoder with a classifier head (preset `demo-ft` by default).
+    Finetune(finetune::Args),
 }
 
 /// Routes the libraries' `log` records to stderr: warnings as `warning: …`, errors as
@@ -83,6 +86,7 @@ pub fn main() -> ExitCode {
         Command::Pretrain(a) => pretrain::run(a),
         Command::Plot(a) => plot::run(a),
         Command::Linear(a) => linear::run(a),
+        Command::Finetune(a) => finetune::run(a),
         Command::Index(a) => index::run(a),
         Command::Search(a) => search::run(a),
     };

@@ -35,3 +35,53 @@ impl FinetuneError {
         }
     }
 }
+
+/// Why a fine-tuning run cannot start or stopped (every message names the file, field or
+/// step concerned).
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum RunError {
+    /// A setting is unusable.
+    #[error("{field}: {message}")]
+    Config {
+        /// The setting.
+        field: &'static str,
+        /// What is wrong.
+        message: String,
+    },
+    /// The data cannot be used.
+    #[error("{spec}: {message}")]
+    Data {
+        /// The dataset spec.
+        spec: String,
+        /// What is wrong.
+        message: String,
+    },
+    /// The weights cannot be used.
+    #[error("{}: {message}", path.display())]
+    Weights {
+        /// The weights file.
+        path: PathBuf,
+        /// What is wrong.
+        message: String,
+    },
+    /// The loss stopped being finite.
+    #[error("the loss is {loss} at step {step} (epoch {epoch}): stopping")]
+    NonFinite {
+        /// The global step.
+        step: u64,
+        /// The epoch.
+        epoch: u64,
+        /// The loss.
+        loss: f32,
+    },
+    /// Anything else.
+    #[error(transparent)]
+    Finetune(#[from] FinetuneError),
+}
+
+impl From<EngineError> for RunError {
+    fn from(e: EngineError) -> Self {
+        RunError::Finetune(FinetuneError::Engine(e))
+    }
+}

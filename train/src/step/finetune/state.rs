@@ -14,12 +14,35 @@ use std::collections::BTreeMap;
 
 /// Encoder weights that do not fit the fine-tune configuration's encoder.
 #[derive(Clone, Debug, thiserror::Error)]
-#[error("encoder weights do not fit the {what} encoder: {diff}")]
+#[error("encoder weights do not fit the {what} encoder: {}", one_line(.diff))]
 pub struct EncoderWeightsError {
     /// The configured architecture, in words.
     pub what: String,
     /// What differs.
     pub diff: StateDictDiff,
+}
+
+/// The differences in one line: the counts, then the first tensor of each kind.
+fn one_line(d: &StateDictDiff) -> String {
+    let mut parts = vec![format!(
+        "{} missing, {} unexpected, {} with the wrong shape",
+        d.missing.len(),
+        d.unexpected.len(),
+        d.mismatched.len()
+    )];
+    if let Some(m) = d.missing.first() {
+        parts.push(format!("missing `{m}`"));
+    }
+    if let Some(u) = d.unexpected.first() {
+        parts.push(format!("unexpected `{u}`"));
+    }
+    if let Some(m) = d.mismatched.first() {
+        parts.push(format!(
+            "`{}` has shape {:?}, expected {:?}",
+            m.name, m.found, m.expected
+        ));
+    }
+    parts.join("; ")
 }
 
 /// A fresh `Linear(D, classes)` head as the original makes it (`nn.Linear`'s default init:
