@@ -47,6 +47,9 @@ pub struct Args {
     /// Run seed.
     #[arg(long)]
     pub seed: Option<u64>,
+    /// Turn Mixup/CutMix off (label-smoothing cross-entropy instead).
+    #[arg(long)]
+    pub no_mixup: bool,
     /// Stop after this many steps.
     #[arg(long)]
     pub max_steps: Option<u64>,
@@ -94,6 +97,9 @@ pub fn run(a: Args) -> anyhow::Result<()> {
     }
     if let Some(v) = a.seed {
         c.seed = v;
+    }
+    if a.no_mixup {
+        c.mixup = false;
     }
     let encoder = match a.encoder.as_deref() {
         None => None,

@@ -49,6 +49,8 @@ pub struct FinetuneRunConfig {
     pub drop_path: f32,
     /// The model EMA's decay.
     pub ema_decay: f64,
+    /// Mixup 0.8 / CutMix 1.0 (the recipe); off: label-smoothing (0.1) targets.
+    pub mixup: bool,
     /// The run seed.
     pub seed: u64,
     /// The precision of the matrix products.
@@ -94,6 +96,7 @@ impl FinetuneRunConfig {
             layer_decay: 0.75,
             drop_path: 0.1,
             ema_decay: 0.99996,
+            mixup: true,
             seed: 7,
             precision: Precision::Fp32,
             out_dir: PathBuf::from(format!("runs/{name}")),

@@ -318,7 +318,12 @@ pub fn run_finetune(
         field: "augmentation",
         message: e.to_string(),
     })?;
-    let mixup = Mixup::new(MixupConfig::default()).map_err(|e| RunError::Config {
+    let mixing = MixupConfig {
+        // Mixing off: every batch is `Mix::Off`, i.e. label-smoothing targets.
+        prob: if cfg.mixup { 1.0 } else { 0.0 },
+        ..MixupConfig::default()
+    };
+    let mixup = Mixup::new(mixing).map_err(|e| RunError::Config {
         field: "mixup",
         message: e.to_string(),
     })?;
