@@ -6,6 +6,7 @@ use std::process::ExitCode;
 
 mod bench;
 mod bench_embed;
+mod bench_finetune;
 mod bench_loader;
 mod bench_search;
 mod bench_step;
