@@ -286,3 +286,86 @@ fn a_dumped_cli_step_replays_in_timm() {
     let v: serde_json::Value = serde_json::from_str(stdout.trim()).unwrap();
     assert_eq!(v["pass"], true, "{v}");
 }
+
+#[test]
+fn a_resumed_run_continues_bit_exactly() {
+    let dir = tempfile::tempdir().unwrap();
+    let w = write(
+        &dir.path().join("enc.safetensors"),
+        &init_weights(&demo_vit(), 1),
+    );
+    let run = |out: &Path, extra: &[&str]| {
+        let o = out.to_str().unwrap();
+        let base = [
+            "finetune",
+            "--weights",
+            &w,
+            "--data",
+            DATA,
+            "--eval-data",
+            DATA,
+            "--out",
+            o,
+            "--batch",
+            "16",
+            "--epochs",
+            "2",
+            "--warmup-epochs",
+            "1",
+            "--quiet",
+        ];
+        let (ok, stdout, err) = patchmix(&[&base[..], extra].concat());
+        assert!(ok, "{err}");
+        stdout
+    };
+    let straight = dir.path().join("straight");
+    run(&straight, &[]);
+    // Stopped mid-epoch 1 (4 steps per epoch), then resumed to the end.
+    let resumed = dir.path().join("resumed");
+    run(&resumed, &["--max-steps", "6"]);
+    assert!(resumed.join("checkpoint.safetensors").is_file());
+    run(&resumed, &["--resume"]);
+    let bytes = |p: &Path| std::fs::read(p).unwrap();
+    for f in [
+        "classifier.safetensors",
+        "classifier_ema.safetensors",
+        "checkpoint.safetensors",
+    ] {
+        assert!(
+            bytes(&straight.join(f)) == bytes(&resumed.join(f)),
+            "{f} differs"
+        );
+    }
+    let steps = |p: &Path| -> Vec<String> {
+        std::fs::read_to_string(p.join("metrics.jsonl"))
+            .unwrap()
+            .lines()
+            .filter(|l| l.contains("\"kind\":\"step\""))
+            .map(String::from)
+            .collect()
+    };
+    assert_eq!(steps(&straight), steps(&resumed));
+    assert_eq!(steps(&straight).len(), 8);
+    // Resuming with other settings is refused, naming the flag.
+    let o = resumed.to_str().unwrap();
+    let (ok, _, err) = patchmix(&[
+        "finetune",
+        "--weights",
+        &w,
+        "--data",
+        DATA,
+        "--eval-data",
+        DATA,
+        "--out",
+        o,
+        "--batch",
+        "8",
+        "--epochs",
+        "2",
+        "--resume",
+    ]);
+    assert!(
+        !ok && err.contains("--resume") && err.lines().count() == 1,
+        "{err}"
+    );
+}

@@ -50,9 +50,12 @@ pub struct Args {
     /// Turn Mixup/CutMix off (label-smoothing cross-entropy instead).
     #[arg(long)]
     pub no_mixup: bool,
-    /// Stop after this many steps.
+    /// Stop after this many steps in total (writes a checkpoint there).
     #[arg(long)]
     pub max_steps: Option<u64>,
+    /// Continue the run in --out from its checkpoint (same preset and flags), bit-exactly.
+    #[arg(long)]
+    pub resume: bool,
     /// ORT intra-op threads (0: one per core).
     #[arg(long)]
     pub threads: Option<usize>,
@@ -112,6 +115,7 @@ pub fn run(a: Args) -> anyhow::Result<()> {
         encoder,
         random_init: a.random_init,
         max_steps: a.max_steps,
+        resume: a.resume,
         dump_step: a.dump_step.clone(),
         threads: a.threads,
         quiet: a.quiet,

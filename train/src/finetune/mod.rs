@@ -4,6 +4,7 @@
 //! schedule, evaluation of the model and its EMA, the classifier's weights) and the one-step
 //! dump that `scripts/replay_finetune_step.py` replays with timm.
 
+mod checkpoint;
 mod config;
 mod dump;
 mod error;

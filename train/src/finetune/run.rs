@@ -2,6 +2,7 @@
 //! (RandAugment, erasing, Mixup/CutMix), top-1/top-5 of the model and its EMA on the test
 //! split after every epoch, and the classifier's weights out.
 
+use super::checkpoint::{self, Progress};
 use super::config::FinetuneRunConfig;
 use super::dump::write_dump;
 use super::error::{FinetuneError, RunError};
@@ -35,8 +36,10 @@ pub struct FinetuneOptions {
     pub encoder: Option<EncoderSource>,
     /// Start from a random encoder of the same architecture (the baseline).
     pub random_init: bool,
-    /// Stop after this many steps.
+    /// Stop after this many steps (writing a checkpoint there).
     pub max_steps: Option<u64>,
+    /// Continue the run in the run directory from its `checkpoint.safetensors`.
+    pub resume: bool,
     /// Run one step, dump it for `scripts/replay_finetune_step.py` into this directory, and
     /// stop.
     pub dump_step: Option<PathBuf>,
@@ -356,29 +359,79 @@ pub fn run_finetune(
 
     let out = &cfg.out_dir;
     let metrics = out.join("metrics.jsonl");
-    if metrics.exists() {
-        return Err(RunError::Config {
-            field: "--out",
-            message: format!(
-                "{} already holds a fine-tuning run; choose another directory",
-                out.display()
-            ),
-        });
+    let ckpt = out.join("checkpoint.safetensors");
+    let mut progress = Progress {
+        epoch: 0,
+        step_in_epoch: 0,
+        global_step: 0,
+    };
+    if opts.resume {
+        let saved = out.join("config.json");
+        let text =
+            std::fs::read_to_string(&saved).map_err(|e| FinetuneError::io("read", &saved, e))?;
+        let theirs: FinetuneRunConfig =
+            serde_json::from_str(&text).map_err(|e| RunError::Weights {
+                path: saved.clone(),
+                message: e.to_string(),
+            })?;
+        if &theirs != cfg {
+            return Err(RunError::Config {
+                field: "--resume",
+                message: format!(
+                    "the settings differ from the run's {}; resume with the same preset and flags",
+                    saved.display()
+                ),
+            });
+        }
+        let (h, p) = checkpoint::load(&ckpt, layout.params.len())?;
+        session.load(&h)?;
+        progress = p;
+        // Records after the checkpoint (a run that died later) are dropped: they are redone.
+        let text = std::fs::read_to_string(&metrics).unwrap_or_default();
+        let kept: String = text
+            .lines()
+            .filter(|l| {
+                serde_json::from_str::<serde_json::Value>(l)
+                    .ok()
+                    .and_then(|v| v["step"].as_u64())
+                    .is_some_and(|s| s <= p.global_step)
+            })
+            .map(|l| format!("{l}\n"))
+            .collect();
+        patchmix_export::atomic::write_atomic(&metrics, kept.as_bytes())
+            .map_err(|e| FinetuneError::io("write", &metrics, e))?;
+    } else {
+        if metrics.exists() {
+            return Err(RunError::Config {
+                field: "--out",
+                message: format!(
+                    "{} already holds a fine-tuning run; choose another directory or --resume",
+                    out.display()
+                ),
+            });
+        }
+        std::fs::create_dir_all(out).map_err(|e| FinetuneError::io("create", out, e))?;
+        write_json(&out.join("config.json"), cfg)?;
     }
-    std::fs::create_dir_all(out).map_err(|e| FinetuneError::io("create", out, e))?;
-    write_json(&out.join("config.json"), cfg)?;
     let pre = recipe.eval();
     let spe = loader.steps_per_epoch();
-    let mut global = 0u64;
+    let mut global = progress.global_step;
     let mut evals = Vec::new();
-    for epoch in 0..cfg.epochs {
+    for epoch in progress.epoch..cfg.epochs {
+        let first = if epoch == progress.epoch {
+            progress.step_in_epoch as usize
+        } else {
+            0
+        };
         let lr = cfg.lr_at(epoch);
         let mut loss_sum = 0.0f64;
         let mut done = 0usize;
         let mut stopped = false;
-        for s in 0..spe {
+        let mut next = spe;
+        for s in first..spe {
             if opts.max_steps.is_some_and(|m| global >= m) {
                 stopped = true;
+                next = s;
                 break;
             }
             let (b, masks) = batch_feeds(epoch, s, global)?;
@@ -423,6 +476,20 @@ pub fn run_finetune(
             );
         }
         evals.push(r);
+        let here = if next == spe {
+            Progress {
+                epoch: epoch + 1,
+                step_in_epoch: 0,
+                global_step: global,
+            }
+        } else {
+            Progress {
+                epoch,
+                step_in_epoch: next as u64,
+                global_step: global,
+            }
+        };
+        checkpoint::save(&ckpt, &h, here)?;
         if stopped || opts.max_steps.is_some_and(|m| global >= m) {
             break;
         }
