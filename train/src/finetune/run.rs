@@ -426,6 +426,20 @@ pub fn run_finetune(
         let lr = cfg.lr_at(epoch);
         let mut loss_sum = 0.0f64;
         let mut done = 0usize;
+        let bar = if opts.quiet {
+            indicatif::ProgressBar::hidden()
+        } else {
+            let b = indicatif::ProgressBar::new(spe as u64);
+            b.set_style(
+                indicatif::ProgressStyle::with_template(
+                    "epoch {prefix} {bar:25} {pos}/{len} {msg} eta {eta}",
+                )
+                .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
+            );
+            b.set_prefix(format!("{}/{}", epoch + 1, cfg.epochs));
+            b.set_position(first as u64);
+            b
+        };
         let mut stopped = false;
         let mut next = spe;
         for s in first..spe {
@@ -446,11 +460,14 @@ pub fn run_finetune(
             }
             loss_sum += f64::from(o.loss);
             done += 1;
+            bar.inc(1);
+            bar.set_message(format!("loss {:.4}", o.loss));
             append_jsonl(
                 &metrics,
                 &serde_json::json!({"kind": "step", "step": global, "epoch": epoch, "loss": o.loss, "lr": lr}),
             )?;
         }
+        bar.finish_and_clear();
         let h = session.to_host()?;
         let (top1, top5) = evaluate(&cfg.vit, &layout, &h.params, &eval, &pre)?;
         let (ema_top1, ema_top5) = evaluate(&cfg.vit, &layout, &h.momentum, &eval, &pre)?;
