@@ -20,6 +20,7 @@ pub mod augment;
 pub mod data;
 pub mod device;
 pub mod dist;
+pub mod finetune;
 
 pub mod autodiff;
 pub mod linear;

@@ -119,12 +119,62 @@ fn serialize_named(
         .iter()
         .map(|(k, v)| (k.as_str(), OutTensor::F32(v)))
         .chain(ints.iter().map(|(k, v)| (k.as_str(), OutTensor::I64(v))));
-    let meta: Option<HashMap<String, String>> =
-        metadata.map(|m| m.iter().map(|(k, v)| (k.clone(), v.clone())).collect());
-    safetensors::tensor::serialize(items, meta).map_err(|e| WeightsError::Save {
+    let bytes =
+        safetensors::tensor::serialize(items, None::<HashMap<String, String>>).map_err(|e| {
+            WeightsError::Save {
+                path: path.to_path_buf(),
+                reason: e.to_string(),
+            }
+        })?;
+    match metadata.filter(|m| !m.is_empty()) {
+        Some(m) => with_metadata(path, bytes, m),
+        None => Ok(bytes),
+    }
+}
+
+/// Puts `metadata` into the header of serialized safetensors `bytes`, in sorted key order.
+///
+/// The safetensors crate takes metadata as a `HashMap` and writes it in that map's iteration
+/// order, which changes from process to process: two runs saving the same tensors and metadata
+/// would write different bytes (so a resumed run's files would not equal an uninterrupted
+/// run's). The header is rewritten here with every object's keys sorted (serde_json's map),
+/// padded with spaces to a multiple of 8 bytes as the format asks; the data offsets are relative
+/// to the end of the header, so the tensor bytes are kept as they are.
+fn with_metadata(
+    path: &Path,
+    bytes: Vec<u8>,
+    metadata: &Metadata,
+) -> Result<Vec<u8>, WeightsError> {
+    let bad = |reason: String| WeightsError::Save {
         path: path.to_path_buf(),
-        reason: e.to_string(),
-    })
+        reason,
+    };
+    let len = bytes
+        .get(..8)
+        .and_then(|b| b.try_into().ok())
+        .map(u64::from_le_bytes)
+        .ok_or_else(|| bad("serialized safetensors shorter than its header length".into()))?
+        as usize;
+    let end = 8usize
+        .checked_add(len)
+        .filter(|&e| e <= bytes.len())
+        .ok_or_else(|| bad("serialized safetensors shorter than its header".into()))?;
+    let mut header: serde_json::Map<String, serde_json::Value> =
+        serde_json::from_slice(&bytes[8..end]).map_err(|e| bad(format!("header: {e}")))?;
+    let map = metadata
+        .iter()
+        .map(|(k, v)| (k.clone(), serde_json::Value::String(v.clone())))
+        .collect();
+    header.insert("__metadata__".into(), serde_json::Value::Object(map));
+    let mut text = serde_json::Value::Object(header).to_string();
+    while !text.len().is_multiple_of(8) {
+        text.push(' ');
+    }
+    let mut out = Vec::with_capacity(8 + text.len() + bytes.len() - end);
+    out.extend_from_slice(&(text.len() as u64).to_le_bytes());
+    out.extend_from_slice(text.as_bytes());
+    out.extend_from_slice(&bytes[end..]);
+    Ok(out)
 }
 
 /// Writes a float state dict to `path` as safetensors (`F32`), atomically.
@@ -180,4 +230,42 @@ pub fn save_safetensors_with_ints(
     let bytes = serialize_named(path, tensors, ints, metadata)?;
     write_atomic_with(path, |f| f.write_all(&bytes))?;
     Ok(())
+}
+
+#[cfg(test)]
+mod metadata_tests {
+    use super::*;
+    use crate::weights::load_safetensors;
+    use ndarray::ArrayD;
+
+    /// The same tensors and metadata give the same bytes on every save (a `HashMap` in the
+    /// safetensors crate's path used to order the metadata differently each time), and the
+    /// metadata reads back.
+    #[test]
+    fn saving_with_metadata_is_byte_reproducible() {
+        let dir = tempfile::tempdir().unwrap();
+        let sd = StateDict::from([
+            ("b".to_string(), ArrayD::from_elem(vec![3], 1.5f32)),
+            (
+                "a.weight".to_string(),
+                ArrayD::from_elem(vec![2, 2], -2.0f32),
+            ),
+        ]);
+        let meta: Metadata = (0..6)
+            .map(|i| (format!("key{i}"), format!("value {i}")))
+            .collect();
+        let bytes: Vec<Vec<u8>> = (0..4)
+            .map(|i| {
+                let p = dir.path().join(format!("{i}.safetensors"));
+                save_safetensors(&p, &sd, Some(&meta)).unwrap();
+                std::fs::read(&p).unwrap()
+            })
+            .collect();
+        assert!(bytes.iter().all(|b| *b == bytes[0]));
+        let header_len = u64::from_le_bytes(bytes[0][..8].try_into().unwrap());
+        assert_eq!(header_len % 8, 0);
+        let back = load_safetensors(dir.path().join("0.safetensors")).unwrap();
+        assert_eq!(back.tensors, sd);
+        assert_eq!(back.metadata, meta);
+    }
 }

@@ -60,6 +60,10 @@ pub struct Args {
     /// inputs), to replay it in any ONNX Runtime.
     #[arg(long, value_name = "DIR")]
     pub save: Option<PathBuf>,
+    /// Measure the fine-tune step instead (the configuration's encoder and batch, a 10-class
+    /// head, drop path 0.1, layer-decay AdamW, model EMA).
+    #[arg(long)]
+    pub finetune: bool,
 }
 
 /// A named step configuration with its overrides, shared by `bench step` and `bench loader`.
@@ -164,6 +168,9 @@ fn profile_by_op(path: &std::path::Path) -> anyhow::Result<Vec<(String, f64, usi
 /// # Errors
 /// Bad flags or engine errors.
 pub fn run(a: Args) -> anyhow::Result<()> {
+    if a.finetune {
+        return super::bench_finetune::run(&a);
+    }
     let cfg = config(&a)?;
     let ranks = VirtualRanks::new(a.virtual_ranks, cfg.batch, cfg.mix)
         .map_err(|e| anyhow::anyhow!("--virtual-ranks {}: {e}", a.virtual_ranks))?;

@@ -6,12 +6,14 @@ use std::process::ExitCode;
 
 mod bench;
 mod bench_embed;
+mod bench_finetune;
 mod bench_loader;
 mod bench_search;
 mod bench_step;
 mod classify;
 mod embed;
 mod export;
+mod finetune;
 mod index;
 mod knn;
 mod linear;
@@ -55,6 +57,8 @@ enum Command {
     Linear(linear::Args),
     /// Top-1/top-5 and the confusion matrix of an ONNX classifier on a labelled split.
     Classify(classify::Args),
+    /// Fine-tune a pretrained encoder with a classifier head (preset `demo-ft` by default).
+    Finetune(finetune::Args),
 }
 
 /// Routes the libraries' `log` records to stderr: warnings as `warning: …`, errors as
@@ -87,6 +91,7 @@ pub fn main() -> ExitCode {
         Command::Plot(a) => plot::run(a),
         Command::Linear(a) => linear::run(a),
         Command::Classify(a) => classify::run(a),
+        Command::Finetune(a) => finetune::run(a),
         Command::Index(a) => index::run(a),
         Command::Search(a) => search::run(a),
     };

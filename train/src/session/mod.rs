@@ -20,11 +20,13 @@ mod builder;
 mod error;
 mod fallback;
 mod feeds;
+mod finetune;
 mod plain;
 mod reproducer;
 
 pub use builder::{Collectives, SessionOptions};
 pub use error::{EngineError, InputMismatch, ReproducerIo};
+pub use finetune::{FinetuneFeeds, FinetuneOutput, FinetuneSession};
 
 use crate::device::{self, DeviceOptions, Placement};
 use crate::step::{HostState, LossScaler, Losses, StepGraph, StepInputs};

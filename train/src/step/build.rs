@@ -125,7 +125,7 @@ pub fn build_data_parallel_step(
         world_size,
     )?;
     let seed = scale_loss(&mut g, losses.total, inputs.loss_scale)?;
-    let mut gradient = flat_gradient(&mut g, &layout, &params, seed)?;
+    let mut gradient = flat_gradient(&mut g, &layout.params, &params, seed)?;
     if world_size > 1 {
         // DDP's gradient mean over the ranks.
         gradient = g.scoped("gradient_mean", |g| {

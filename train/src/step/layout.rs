@@ -29,7 +29,7 @@ pub struct Layout {
 }
 
 impl Layout {
-    fn push(&mut self, name: String, shape: Vec<usize>) {
+    pub(crate) fn push(&mut self, name: String, shape: Vec<usize>) {
         let offset = self.len();
         let len = shape.iter().product();
         self.slots.push(Slot {

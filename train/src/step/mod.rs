@@ -6,6 +6,7 @@ mod adamw;
 mod batch;
 mod build;
 mod config;
+pub mod finetune;
 mod heads;
 mod init;
 mod inputs;
@@ -19,13 +20,16 @@ mod scaler;
 mod stages;
 mod state;
 
-pub use adamw::{AdamInputs, BETA1, BETA2, EPS, adamw};
+pub use adamw::{AdamInputs, BETA1, BETA2, EPS, GroupScales, adamw, adamw_grouped};
 pub use batch::{
     BatchError, PreparedBatch, TargetSmoothing, prepare_batch, prepare_batch_on_ranks,
     prepare_batch_with_local,
 };
 pub use build::{StepGraph, build_data_parallel_step, build_step, build_step_with};
 pub use config::{Frame, LocalCrops, StepConfig, StepConfigError};
+pub use finetune::{
+    FinetuneGraph, FinetuneLayout, FinetuneStepConfig, build_finetune_step, layer_id,
+};
 pub use heads::{
     BN_EPS, BN_MOMENTUM, HeadCompute, RunningStats, batch_norm_train, flatten, mlp_head, unflatten,
 };

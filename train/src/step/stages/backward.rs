@@ -2,12 +2,12 @@
 //! vector in the layout of the parameters.
 
 use super::super::heads::flatten;
-use super::super::layout::StateLayout;
+use super::super::layout::Layout;
 use crate::autodiff::backward;
 use patchmix_export::graph::{Graph, GraphError, ValueId};
 use std::collections::BTreeMap;
 
-/// Differentiates `seed` with respect to every parameter view (in slot order) and flattens the
+/// Differentiates `seed` with respect to every parameter view (in the slot order of `layout`) and flattens the
 /// gradients (scope `grad_flat`).
 ///
 /// In: the scalar to differentiate (the loss, or the scaled loss of an fp16 step) and the
@@ -18,12 +18,11 @@ use std::collections::BTreeMap;
 /// A missing parameter view, or an op without a gradient rule.
 pub(crate) fn flat_gradient(
     g: &mut Graph,
-    layout: &StateLayout,
+    layout: &Layout,
     params: &BTreeMap<String, ValueId>,
     seed: ValueId,
 ) -> Result<ValueId, GraphError> {
     let wrt = layout
-        .params
         .slots
         .iter()
         .map(|s| {

@@ -63,3 +63,26 @@ pub(crate) fn ema_update(
         Ok(MomentumParams { flat, named })
     })
 }
+
+/// timm's `ModelEma` update after the optimizer step, over every parameter (a ViT
+/// classifier has no buffers): `ema ← d·ema + (1 − d)·θ`, in scope `model_ema`.
+///
+/// In: the model EMA `[P]`, the updated parameters `[P]` and the decay d (scalar). Out: the
+/// updated EMA `[P]`.
+///
+/// # Errors
+/// A shape mismatch.
+pub(crate) fn model_ema(
+    g: &mut Graph,
+    ema: ValueId,
+    params: ValueId,
+    decay: ValueId,
+) -> Result<ValueId, GraphError> {
+    g.scoped("model_ema", |g| {
+        let kept = g.mul(ema, decay)?;
+        let one = g.scalar_like(decay, 1.0);
+        let w = g.sub(one, decay)?;
+        let fresh = g.mul(params, w)?;
+        g.add(kept, fresh)
+    })
+}

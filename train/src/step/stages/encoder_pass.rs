@@ -21,6 +21,33 @@ pub(crate) fn encoder_params(
         .collect()
 }
 
+/// Splits a drop-path mask input `[2·depth, rows, 1, 1]` into one `[rows, 1, 1]` scale per
+/// residual branch (attention then MLP of each block), as [`ForwardOptions::drop_path`]
+/// takes them.
+///
+/// # Errors
+/// A mask input of another shape.
+pub(crate) fn split_drop_path(
+    g: &mut Graph,
+    masks: ValueId,
+    depth: usize,
+    rows: usize,
+) -> Result<Vec<ValueId>, GraphError> {
+    let n = 2 * depth;
+    let parts = g.node(
+        ShapeOp::Split {
+            axis: 0,
+            sizes: vec![1; n],
+        },
+        &[masks],
+        n,
+    )?;
+    parts
+        .into_iter()
+        .map(|p| g.reshape(p, &[rows as i64, 1, 1]))
+        .collect()
+}
+
 /// The encoders a step runs its passes through: the base encoder (also at the local-crop
 /// resolution, with its position embedding resized) and, in the momentum frame, the momentum
 /// encoder.
@@ -100,20 +127,7 @@ impl<'a> Encoders<'a> {
         let Some(&m) = self.drop_path.get(pass) else {
             return Ok(None);
         };
-        let n = 2 * self.cfg.vit.depth;
-        let parts = g.node(
-            ShapeOp::Split {
-                axis: 0,
-                sizes: vec![1; n],
-            },
-            &[m],
-            n,
-        )?;
-        parts
-            .into_iter()
-            .map(|p| g.reshape(p, &[self.cfg.pass_rows(pass) as i64, 1, 1]))
-            .collect::<Result<Vec<_>, _>>()
-            .map(Some)
+        split_drop_path(g, m, self.cfg.vit.depth, self.cfg.pass_rows(pass)).map(Some)
     }
 
     /// The base encoder in training mode (with the pass's drop-path masks) on the images `x`

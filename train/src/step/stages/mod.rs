@@ -15,13 +15,17 @@
 //! | [`optimizer`] | state, lr, wd, step, gradient | updated params and moments |
 //! | [`outputs`] | updated state, losses | graph outputs |
 //!
-//! A data-parallel step would all-reduce the flat gradient between [`backward`] and
-//! [`loss_scaling::unscale`]; a fine-tuning step would chain [`encoder_pass`], a classifier
-//! head, a cross-entropy loss, [`backward`] and [`optimizer`].
+//! A data-parallel step all-reduces the flat gradient between [`backward`] and
+//! [`loss_scaling::unscale`]. A fine-tuning step ([`crate::step::build_finetune_step`])
+//! chains [`finetune_inputs`], [`classifier`] (the encoder with drop path, the head, the
+//! soft-target cross-entropy), [`loss_scaling`], [`backward`], the layer-decay
+//! [`optimizer`] and the model EMA of [`ema`].
 
 pub(crate) mod backward;
+pub(crate) mod classifier;
 pub(crate) mod ema;
 pub(crate) mod encoder_pass;
+pub(crate) mod finetune_inputs;
 pub(crate) mod heads;
 pub(crate) mod inputs;
 pub(crate) mod loss_scaling;
