@@ -20,7 +20,7 @@ fn quiet(resume: Option<&str>) -> RunOptions {
     RunOptions {
         resume: resume.map(str::to_string),
         progress: false,
-        profile: false,
+        ..RunOptions::default()
     }
 }
 
