@@ -8,6 +8,8 @@ mod bench;
 mod bench_embed;
 mod bench_loader;
 mod bench_search;
+#[cfg(feature = "serve")]
+mod bench_serve;
 mod bench_step;
 mod embed;
 mod export;
@@ -18,6 +20,8 @@ mod mix_plan;
 mod plot;
 mod pretrain;
 mod search;
+#[cfg(feature = "serve")]
+mod serve;
 
 #[derive(Parser, Debug)]
 #[command(
@@ -52,6 +56,9 @@ enum Command {
     Search(search::Args),
     /// Linear-probe accuracy of a frozen ONNX encoder (MoCo v3 linear evaluation protocol).
     Linear(linear::Args),
+    /// An HTTP retrieval service over a gallery: embed, search, add; dynamic batching.
+    #[cfg(feature = "serve")]
+    Serve(serve::Args),
 }
 
 /// Routes the libraries' `log` records to stderr: warnings as `warning: …`, errors as
@@ -85,6 +92,8 @@ pub fn main() -> ExitCode {
         Command::Linear(a) => linear::run(a),
         Command::Index(a) => index::run(a),
         Command::Search(a) => search::run(a),
+        #[cfg(feature = "serve")]
+        Command::Serve(a) => serve::run(a),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
