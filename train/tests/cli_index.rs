@@ -7,7 +7,7 @@
 
 use patchmix_export::data::{Dataset, DatasetRef};
 use patchmix_export::knn::FeatureIndex;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Command;
 
 #[path = "common/cli.rs"]

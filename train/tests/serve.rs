@@ -22,7 +22,7 @@ use std::time::Duration;
 mod cli;
 #[path = "common/gallery.rs"]
 mod gallery;
-use cli::{ok, s};
+use cli::{error_line, ok, s};
 use gallery::{export_random, mnist_folder};
 
 /// Gallery size.
@@ -336,7 +336,9 @@ async fn bad_input_gets_its_4xx_and_a_json_error_naming_it() {
     let g = Gallery::load(&f.gallery, AnnLoad::Skip).unwrap();
     let (dim, taken) = (g.dim(), g.ids()[3].clone());
     let dim_text = format!("{dim}");
-    let cases: Vec<(&str, &str, &str, Vec<u8>, u16, &str)> = vec![
+    // (what, path, content type, body, status, what the error names)
+    type Case<'a> = (&'a str, &'a str, &'a str, Vec<u8>, u16, &'a str);
+    let cases: Vec<Case> = vec![
         (
             "non-image",
             "/v1/search",
@@ -819,4 +821,29 @@ fn the_binary_serves_until_sigterm_then_exits_cleanly() {
     let mut rest = String::new();
     std::io::Read::read_to_string(&mut stderr, &mut rest).unwrap();
     assert!(rest.contains("shutting down"), "{rest}");
+}
+
+#[test]
+fn the_binary_refuses_another_encoder_and_bad_flags_with_one_line() {
+    let f = fixture();
+    let other = export_random(f.dir.path(), "other.onnx", "4");
+    let serve = |model: &Path, extra: &[&str]| {
+        let mut args = vec![
+            "serve",
+            "--model",
+            s(model),
+            "--index",
+            s(&f.gallery),
+            "--addr",
+            "127.0.0.1:0",
+        ];
+        args.extend_from_slice(extra);
+        error_line(&args)
+    };
+    let e = serve(&other, &[]);
+    assert!(e.contains("--model") && e.contains("other.onnx"), "{e}");
+    let e = serve(&f.model, &["--max-batch", "0"]);
+    assert!(e.contains("--max-batch"), "{e}");
+    let e = serve(&f.model, &["--ann"]);
+    assert!(e.contains("--ann") && e.contains("no HNSW graph"), "{e}");
 }
