@@ -317,8 +317,11 @@ pub fn run(args: Args) -> Result<()> {
         return Ok(());
     }
     println!(
-        "POST /v1/{:?} with {} ({}), {} clients, {} × {} s per mode, {} cores",
-        out.endpoint,
+        "POST /v1/{} with {} ({}), {} clients, {} × {} s per mode, {} cores",
+        match out.endpoint {
+            Endpoint::Search => "search",
+            Endpoint::Embed => "embed",
+        },
         args.model.display(),
         out.runtime,
         out.clients,
