@@ -733,11 +733,14 @@ async fn concurrent_requests_share_encoder_calls() {
     };
     let (server, url) = start(config, Runtime::Tract, &f.gallery).await;
     let requests = 8;
-    let tasks: Vec<_> = (0..requests)
-        .map(|i| {
+    // The images first, so that the requests leave together.
+    let images: Vec<Vec<u8>> = (0..requests).map(mnist_png).collect();
+    let tasks: Vec<_> = images
+        .into_iter()
+        .map(|png| {
             let url = url.clone();
             tokio::spawn(async move {
-                post(&format!("{url}/v1/embed"), "image/png", mnist_png(i))
+                post(&format!("{url}/v1/embed"), "image/png", png)
                     .await
                     .status()
             })
@@ -846,4 +849,43 @@ fn the_binary_refuses_another_encoder_and_bad_flags_with_one_line() {
     assert!(e.contains("--max-batch"), "{e}");
     let e = serve(&f.model, &["--ann"]);
     assert!(e.contains("--ann") && e.contains("no HNSW graph"), "{e}");
+}
+
+#[test]
+fn bench_serve_reports_both_modes_without_errors() {
+    let f = fixture();
+    let out = ok(&[
+        "bench",
+        "serve",
+        "--model",
+        s(&f.model),
+        "--index",
+        s(&f.gallery),
+        "--data",
+        s(&f.folder),
+        "--images",
+        "8",
+        "--clients",
+        "4",
+        "--seconds",
+        "0.5",
+        "--rounds",
+        "2",
+        "--max-wait-ms",
+        "20",
+        "--json",
+    ]);
+    let r: serde_json::Value = serde_json::from_str(&out).unwrap();
+    for mode in ["dynamic", "batch1"] {
+        let m = &r[mode];
+        assert_eq!(m["errors"], 0, "{mode}: {m}");
+        assert!(m["requests"].as_u64().unwrap() > 0, "{mode}: {m}");
+        assert!(m["p50_ms"].as_f64().unwrap() <= m["p99_ms"].as_f64().unwrap());
+    }
+    assert_eq!(r["batch1"]["max_batch"], 1);
+    assert_eq!(r["batch1"]["mean_batch"], 1.0);
+    assert!(r["dynamic"]["mean_batch"].as_f64().unwrap() >= 1.0);
+    let ratio = r["dynamic"]["requests_per_s"].as_f64().unwrap()
+        / r["batch1"]["requests_per_s"].as_f64().unwrap();
+    assert!((r["speedup"].as_f64().unwrap() - ratio).abs() < 1e-9);
 }
