@@ -19,7 +19,7 @@ pub enum ServeError {
     /// An image that cannot be used (not an image, truncated, corrupt); `what` names it.
     #[error("{what}: {source}")]
     Image {
-        /// Which image ("the body", "images[3]").
+        /// Which image (`the body`, `images[3]`).
         what: String,
         /// Why.
         #[source]
