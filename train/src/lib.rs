@@ -14,6 +14,8 @@
 //! - [`pretrain`]: configuration and presets, the loop, checkpoints, metrics, the kNN monitor.
 //! - [`linear`]: the linear probe on a frozen ONNX encoder.
 //! - [`plot`]: the run's curves from `metrics.jsonl`.
+//! - [`query`]: query images for retrieval (decoding under limits, the gallery's preprocessing).
+//! - `serve` (feature `serve`): the HTTP retrieval service behind `patchmix serve`.
 #![forbid(unsafe_code)]
 
 pub mod augment;
@@ -26,5 +28,8 @@ pub mod autodiff;
 pub mod linear;
 pub mod plot;
 pub mod pretrain;
+pub mod query;
+#[cfg(feature = "serve")]
+pub mod serve;
 pub mod session;
 pub mod step;

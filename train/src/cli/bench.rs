@@ -2,6 +2,8 @@
 
 use anyhow::Result;
 
+#[cfg(feature = "serve")]
+use super::bench_serve;
 use super::{bench_embed, bench_loader, bench_search, bench_step};
 
 /// Arguments of `patchmix bench`.
@@ -26,6 +28,10 @@ pub enum BenchCommand {
     /// Gallery search: HNSW (f32/f16/i8) against exact search on clustered features —
     /// recall@k, queries/s, build time and memory.
     Search(bench_search::Args),
+    /// A load test of `patchmix serve` on localhost: dynamic batching against batch-1
+    /// serving, side by side — requests/s, p50/p99 latency, errors.
+    #[cfg(feature = "serve")]
+    Serve(bench_serve::Args),
 }
 
 /// Runs `patchmix bench <workload>`.
@@ -38,5 +44,7 @@ pub fn run(args: Args) -> Result<()> {
         BenchCommand::Step(a) => bench_step::run(a),
         BenchCommand::Loader(a) => bench_loader::run(a),
         BenchCommand::Search(a) => bench_search::run(a),
+        #[cfg(feature = "serve")]
+        BenchCommand::Serve(a) => bench_serve::run(a),
     }
 }

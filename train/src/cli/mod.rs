@@ -9,6 +9,8 @@ mod bench_embed;
 mod bench_finetune;
 mod bench_loader;
 mod bench_search;
+#[cfg(feature = "serve")]
+mod bench_serve;
 mod bench_step;
 mod classify;
 mod embed;
@@ -21,6 +23,8 @@ mod mix_plan;
 mod plot;
 mod pretrain;
 mod search;
+#[cfg(feature = "serve")]
+mod serve;
 
 #[derive(Parser, Debug)]
 #[command(
@@ -59,6 +63,9 @@ enum Command {
     Classify(classify::Args),
     /// Fine-tune a pretrained encoder with a classifier head (preset `demo-ft` by default).
     Finetune(finetune::Args),
+    /// An HTTP retrieval service over a gallery: embed, search, add; dynamic batching.
+    #[cfg(feature = "serve")]
+    Serve(serve::Args),
 }
 
 /// Routes the libraries' `log` records to stderr: warnings as `warning: …`, errors as
@@ -94,6 +101,8 @@ pub fn main() -> ExitCode {
         Command::Finetune(a) => finetune::run(a),
         Command::Index(a) => index::run(a),
         Command::Search(a) => search::run(a),
+        #[cfg(feature = "serve")]
+        Command::Serve(a) => serve::run(a),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

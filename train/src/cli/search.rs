@@ -7,9 +7,9 @@
 //! table, or as `{"results": [{"id", "label", "score"}, …]}` with `--json`.
 
 use anyhow::{Result, anyhow, bail};
-use ndarray::Array4;
 use patchmix_export::index::{AnnLoad, Hit, SearchMethod};
 use patchmix_export::runtime::Runtime;
+use patchmix_train::query::{ImageLimits, decode_image, preprocess_batch};
 use std::path::{Path, PathBuf};
 
 use super::embed::{check_in_file, open_model};
@@ -47,16 +47,13 @@ pub struct Args {
     pub json: bool,
 }
 
-/// Decodes a query image (format from its content), with errors naming the file.
+/// Reads and decodes a query image (format from its content, [`ImageLimits`] as the server's
+/// defaults), with errors naming the file.
 fn read_image(path: &Path) -> Result<image::RgbImage> {
     check_in_file(path, "--image", "give a PNG or JPEG file")?;
-    let reader = image::ImageReader::open(path)
-        .and_then(image::ImageReader::with_guessed_format)
-        .map_err(|e| anyhow!("--image {}: {e}", path.display()))?;
-    let decoded = reader
-        .decode()
-        .map_err(|e| anyhow!("--image {}: cannot decode it: {e}", path.display()))?;
-    Ok(decoded.into_rgb8())
+    let bytes = std::fs::read(path).map_err(|e| anyhow!("--image {}: {e}", path.display()))?;
+    decode_image(&bytes, ImageLimits::default())
+        .map_err(|e| anyhow!("--image {}: {e}", path.display()))
 }
 
 #[derive(serde::Serialize)]
@@ -103,11 +100,7 @@ pub fn run(args: Args) -> Result<()> {
             s = encoder.image_size()
         );
     }
-    let mut batch = Array4::<f32>::zeros((1, 3, c, c));
-    let slice = batch
-        .as_slice_mut()
-        .ok_or_else(|| anyhow!("internal: a fresh array is not contiguous"))?;
-    pre.apply_into(&image, slice)
+    let batch = preprocess_batch(&pre, std::slice::from_ref(&image))
         .map_err(|e| anyhow!("--image {}: {e}", args.image.display()))?;
     let query = encoder
         .embed(batch.view())
