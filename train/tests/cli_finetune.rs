@@ -245,6 +245,10 @@ fn a_short_run_writes_metrics_and_a_timm_named_classifier_and_keeps_its_director
         let (a, b) = (got[k].as_f64().unwrap(), last[k].as_f64().unwrap());
         assert!((a - b).abs() < 1e-9, "{k}: classify {a} vs finetune {b}");
     }
+    // `patchmix plot` draws the run's loss, lr and accuracy.
+    let (ok, _, err) = patchmix(&["plot", o]);
+    assert!(ok, "{err}");
+    assert!(out.join("finetune.png").is_file());
     // A second run into the same directory is refused.
     let (ok, _, err) = patchmix(&args);
     assert!(!ok && err.contains("already holds"), "{err}");
@@ -385,4 +389,64 @@ fn a_resumed_run_continues_bit_exactly() {
         !ok && err.contains("--resume") && err.lines().count() == 1,
         "{err}"
     );
+}
+
+/// `--precision` and `--device` as in pretraining: a bf16 run on the CPU trains (emulated
+/// half-precision products) and records its precision; a bad precision, and CUDA where it
+/// cannot load, are one-line errors naming the flag.
+#[test]
+fn precision_and_device_flags_work_as_in_pretraining() {
+    let dir = tempfile::tempdir().unwrap();
+    let w = write(
+        &dir.path().join("enc.safetensors"),
+        &init_weights(&demo_vit(), 1),
+    );
+    let out = dir.path().join("bf16");
+    let base = |out: &Path| -> Vec<String> {
+        [
+            "finetune",
+            "--weights",
+            &w,
+            "--data",
+            DATA,
+            "--eval-data",
+            DATA,
+            "--batch",
+            "16",
+            "--epochs",
+            "1",
+            "--max-steps",
+            "2",
+            "--quiet",
+            "--out",
+        ]
+        .iter()
+        .map(ToString::to_string)
+        .chain([out.to_str().unwrap().to_string()])
+        .collect()
+    };
+    let run = |args: Vec<String>| {
+        let a: Vec<&str> = args.iter().map(String::as_str).collect();
+        patchmix(&a)
+    };
+    let (ok, _, err) = run([base(&out), vec!["--precision".into(), "bf16".into()]].concat());
+    assert!(ok, "{err}");
+    let config = std::fs::read_to_string(out.join("config.json")).unwrap();
+    assert!(config.contains("\"bf16\""), "{config}");
+    let (ok, _, err) = run([
+        base(&dir.path().join("x")),
+        vec!["--precision".into(), "fp8".into()],
+    ]
+    .concat());
+    assert!(!ok && err.contains("--precision fp8"), "{err}");
+    assert_eq!(err.trim().lines().count(), 1, "{err}");
+    if !std::path::Path::new("/dev/nvidiactl").exists() {
+        let (ok, _, err) = run([
+            base(&dir.path().join("y")),
+            vec!["--device".into(), "cuda".into()],
+        ]
+        .concat());
+        assert!(!ok && err.to_lowercase().contains("cuda"), "{err}");
+        assert_eq!(err.trim().lines().count(), 1, "{err}");
+    }
 }

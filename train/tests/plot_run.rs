@@ -356,3 +356,51 @@ fn cli_plot() {
     let e = error_line(&["plot", d, "--smooth", "1.5"]);
     assert!(e.contains("smoothing 1.5"), "{e}");
 }
+
+/// A fine-tuning run's `metrics.jsonl` (as `patchmix finetune` writes it: step records with
+/// the loss and lr, an `"kind": "eval"` record per epoch): one `finetune.png` with its
+/// evaluations read; a malformed eval record is an error naming the line.
+#[test]
+fn a_fine_tuning_run_gets_its_own_chart() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut text = String::new();
+    for step in 1..=60u64 {
+        let epoch = (step - 1) / 20;
+        writeln!(
+            text,
+            "{{\"kind\":\"step\",\"step\":{step},\"epoch\":{epoch},\"loss\":{},\"lr\":{}}}",
+            2.3 - 0.02 * step as f64 + 0.1 * (step as f64).sin(),
+            1e-3 * (step as f64 / 60.0)
+        )
+        .unwrap();
+        if step % 20 == 0 {
+            let a = 20.0 + step as f64;
+            writeln!(
+                text,
+                "{{\"kind\":\"eval\",\"epoch\":{epoch},\"step\":{step},\"top1\":{a},\"top5\":{},\"ema_top1\":{},\"ema_top5\":{}}}",
+                a + 30.0,
+                a - 5.0,
+                a + 25.0
+            )
+            .unwrap();
+        }
+    }
+    std::fs::write(dir.path().join("metrics.jsonl"), &text).unwrap();
+    let s = plot_run(dir.path(), &PlotOptions::default()).unwrap();
+    assert_eq!(s.written, [dir.path().join("finetune.png")]);
+    assert_eq!(s.metrics.steps.len(), 60);
+    assert_eq!(s.metrics.evals.len(), 3);
+    assert_eq!(s.metrics.evals[2].top1, 80.0);
+    assert_eq!(s.metrics.evals[2].ema_top5, 105.0);
+    let (w, h, var, ink) = png_stats(&dir.path().join("finetune.png"));
+    assert_eq!((w, h), (1200, 800));
+    assert!(var > 100.0 && ink > 0.01 && ink < 0.6, "{var} {ink}");
+    assert!(!dir.path().join("losses.png").exists());
+
+    text.push_str("{\"kind\":\"eval\",\"epoch\":3,\"step\":61,\"top1\":\"high\"}\n");
+    std::fs::write(dir.path().join("metrics.jsonl"), &text).unwrap();
+    let e = plot_run(dir.path(), &PlotOptions::default())
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("line 64") && e.contains("an eval record"), "{e}");
+}

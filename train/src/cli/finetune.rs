@@ -63,6 +63,15 @@ pub struct Args {
     /// (for scripts/replay_finetune_step.py).
     #[arg(long)]
     pub dump_step: Option<PathBuf>,
+    /// Execution device: `cpu`, `cuda[:N]` (an error naming what is missing if CUDA cannot
+    /// load) or `auto` (CUDA if it loads, else CPU, saying which).
+    #[arg(long, default_value = "cpu")]
+    pub device: String,
+    /// Precision of the matrix products: `fp32`, `bf16` or `fp16` (dynamic loss scaling);
+    /// master weights, optimizer state and the EMA stay f32. On the CPU half precision is
+    /// emulated. Default: the preset's (`fp32`).
+    #[arg(long)]
+    pub precision: Option<String>,
     /// No per-epoch lines.
     #[arg(long)]
     pub quiet: bool,
@@ -104,6 +113,15 @@ pub fn run(a: Args) -> anyhow::Result<()> {
     if a.no_mixup {
         c.mixup = false;
     }
+    if let Some(p) = &a.precision {
+        c.precision = p
+            .parse()
+            .map_err(|e| anyhow::anyhow!("--precision {p}: {e}"))?;
+    }
+    let device = a
+        .device
+        .parse()
+        .map_err(|e| anyhow::anyhow!("--device {}: {e}", a.device))?;
     let encoder = match a.encoder.as_deref() {
         None => None,
         Some("base") => Some(EncoderSource::Base),
@@ -119,6 +137,7 @@ pub fn run(a: Args) -> anyhow::Result<()> {
         dump_step: a.dump_step.clone(),
         threads: a.threads,
         quiet: a.quiet,
+        device,
     };
     let s = run_finetune(&c, &opts).map_err(anyhow::Error::msg)?;
     if let Some(dir) = &a.dump_step {

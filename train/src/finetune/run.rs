@@ -47,6 +47,9 @@ pub struct FinetuneOptions {
     pub threads: Option<usize>,
     /// No per-epoch lines on stdout.
     pub quiet: bool,
+    /// Where the step runs (`cpu`, `cuda[:N]` — an error naming what is missing if CUDA
+    /// cannot load — or `auto`), as in pretraining.
+    pub device: crate::device::Device,
 }
 
 /// One evaluation.
@@ -315,7 +318,11 @@ pub fn run_finetune(
         threads: opts.threads.filter(|&t| t > 0),
         ..SessionOptions::default()
     };
-    let mut session = FinetuneSession::new(step, &session_opts, &DeviceOptions::default(), &init)?;
+    let device = DeviceOptions {
+        device: opts.device,
+        ..DeviceOptions::default()
+    };
+    let mut session = FinetuneSession::new(step, &session_opts, &device, &init)?;
     let recipe = AugmentRecipe::recipe(cfg.vit.img as u32);
     let transform = FinetuneTransform::new(recipe).map_err(|e| RunError::Config {
         field: "augmentation",

@@ -1,4 +1,4 @@
-//! Training curves of a pretraining run: reads the run's `metrics.jsonl` (written by
+//! Training curves of a pretraining or fine-tuning run: reads the run's `metrics.jsonl` (written by
 //! `patchmix pretrain`) and draws PNG charts with plotters.
 //!
 //! The records are those of [`crate::pretrain::metrics`], the schema the training loop
@@ -28,12 +28,18 @@
 //!   (steps with a `loss_scale`) adds a panel of the loss scale on a log₂ axis with the
 //!   skipped (overflowed) steps marked and counted.
 //!
+//!
+//! A fine-tuning run (`patchmix finetune`, whose `metrics.jsonl` has `"kind": "eval"` records)
+//! gets one chart instead, `finetune.png`: the cross-entropy and the learning rate against the
+//! step, and top-1/top-5 of the model and its EMA against the epoch.
+//!
 //! Text is drawn with the bundled DejaVu Sans (`train/assets/fonts/`, Bitstream Vera licence),
 //! so no system font is needed. Images are rendered in memory and written atomically.
 
 mod axes;
 mod charts;
 mod confusion;
+mod finetune_chart;
 mod knn_chart;
 mod panel;
 mod parse;
@@ -43,10 +49,12 @@ use std::path::{Path, PathBuf};
 
 pub use crate::pretrain::metrics::{Baselines, KnnRecord, StepRecord};
 pub use confusion::draw_confusion;
+pub use finetune_chart::EvalRecord;
 pub use parse::{Metrics, parse_metrics, read_metrics};
 pub use smooth::{auto_smoothing, ema, ema_zero_lag};
 
 use charts::{draw_losses, draw_schedules};
+use finetune_chart::draw_finetune;
 use knn_chart::draw_knn;
 use panel::{register_font, render};
 use parse::dedup_steps;
@@ -199,6 +207,19 @@ pub fn plot_run(run_dir: &Path, opts: &PlotOptions) -> Result<PlotSummary, PlotE
         .unwrap_or_else(|| auto_smoothing(steps.len()));
     let mut written = Vec::new();
 
+    if !metrics.evals.is_empty() {
+        // A fine-tuning run: one chart of its loss, lr and test accuracy.
+        let path = run_dir.join("finetune.png");
+        render(&path, (w, h), |root| {
+            draw_finetune(root, &run, &steps, &metrics.evals, smoothing)
+        })?;
+        written.push(path);
+        return Ok(PlotSummary {
+            written,
+            metrics,
+            smoothing,
+        });
+    }
     let losses = run_dir.join("losses.png");
     let multi_crop = metrics.has_multi_crop();
     render(&losses, (w, h), |root| {

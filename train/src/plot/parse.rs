@@ -16,6 +16,8 @@ pub struct Metrics {
     pub knn: Vec<KnnRecord>,
     /// The last baseline record, if any.
     pub baselines: Option<Baselines>,
+    /// A fine-tuning run's per-epoch evaluations (`"kind": "eval"`).
+    pub evals: Vec<super::EvalRecord>,
     /// Objects of no known kind (ignored).
     pub ignored: usize,
     /// Whether an unterminated, unparseable last line was skipped.
@@ -122,6 +124,12 @@ pub fn parse_metrics(text: &str, path: &str) -> Result<Metrics, PlotError> {
             ));
         };
         records += 1;
+        if obj.get("kind").and_then(Value::as_str) == Some("eval") {
+            let r = serde_json::from_value(Value::Object(obj))
+                .map_err(|e| parse_err(path, i + 1, format!("an eval record: {e}")))?;
+            m.evals.push(r);
+            continue;
+        }
         match MetricsRecord::from_object(&obj) {
             Ok(Some(MetricsRecord::Step(s))) => m.steps.push(s),
             Ok(Some(MetricsRecord::Knn(k))) => m.knn.push(k),
