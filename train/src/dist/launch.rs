@@ -286,7 +286,7 @@ fn check_nccl() -> LaunchError {
 ///
 /// # Examples
 /// ```
-/// use patchmix_train::dist::{ThreadWorld, agree_on};
+/// use patchmix_train::dist::{Communicator, ThreadWorld, agree_on};
 /// let ranks = ThreadWorld::ranks(2);
 /// let results: Vec<_> = std::thread::scope(|s| {
 ///     let h: Vec<_> = ranks.iter().map(|r| s.spawn(move || {
