@@ -18,7 +18,12 @@
 #   6. records peak GPU memory of every run (nvidia-smi sampling every 100 ms, minus the idle
 #      baseline; PyTorch's max_memory_allocated too);
 #   7. writes everything under $OUT (or --out) and prints the img/s table with the ratio to
-#      PyTorch eager bf16 last.
+#      PyTorch eager bf16 last;
+#   8. when the binary has NCCL (`cargo build --release -p patchmix-train --features nccl`):
+#      a one-rank `--dist nccl` step on CUDA — the collectives' CUDA kernels enqueueing NCCL on
+#      ORT's stream — with and without CUDA graphs, whose losses must equal the plain CUDA step
+#      of the same seed and batch (--nccl-tol, relative, 1e-4). libnccl.so.2 comes from the
+#      host's Python environment (PyTorch's CUDA 13 wheels depend on nvidia-nccl-cu13).
 #
 # Staged here by scripts/stage-gpu-check.sh (ORT's CUDA build, libcurand, the binary, in
 # parts); on the GPU host, after every part of .ortgpu/ arrived:
@@ -32,7 +37,8 @@
 #   --out DIR (default $OUT, else target/gpu-check), --config NAME (vit-t2), --batch B (512), --steps N (50), --warmup N (5),
 #   --cpu-batch B (64), --cpu-steps N (3), --loss-tol R (CPU vs CUDA fp32, relative, 2e-3),
 #   --bf16-tol R (bf16 vs fp32: 10-step mean total losses over the timed run, relative, 0.10), --budget S
-#   (seconds for the whole check, 500), --no-compile, --no-torch, --dry-run.
+#   (seconds for the whole check, 500), --nccl-tol R (the one-rank NCCL step vs the plain CUDA
+#   step, relative, 1e-4), --no-compile, --no-torch, --dry-run.
 # Exit status: 0 when the CUDA provider loaded, the required runs (provider check, fp32, the
 # CPU comparison) finished and the loss check passed; 1 otherwise (the table and the files are
 # written either way; failed optional runs are listed); 2 for bad arguments.
@@ -42,7 +48,7 @@ dry=0 compile=1 torch_on=1
 bin=${PATCHMIX_BIN:-}
 torch_script=
 out=${OUT:-}
-config=vit-t2 batch=512 steps=50 warmup=5 cpu_batch=64 cpu_steps=3 loss_tol=2e-3 bf16_tol=0.10 budget=500
+config=vit-t2 batch=512 steps=50 warmup=5 cpu_batch=64 cpu_steps=3 loss_tol=2e-3 bf16_tol=0.10 nccl_tol=1e-4 budget=500
 usage() { awk 'NR > 1 && /^#/ { sub(/^# ?/, ""); print; next } NR > 1 { exit }' "$0"; }
 need() { [ $# -ge 2 ] || { echo "gpu-check: $1 needs a value" >&2; exit 2; }; }
 while [ $# -gt 0 ]; do
@@ -61,6 +67,7 @@ while [ $# -gt 0 ]; do
   --cpu-steps) need "$@"; cpu_steps=$2; shift ;;
   --loss-tol) need "$@"; loss_tol=$2; shift ;;
   --bf16-tol) need "$@"; bf16_tol=$2; shift ;;
+  --nccl-tol) need "$@"; nccl_tol=$2; shift ;;
   --budget) need "$@"; budget=$2; shift ;;
   -h | --help) usage; exit 0 ;;
   *) echo "gpu-check: unknown argument '$1' (see --help)" >&2; exit 2 ;;
@@ -73,7 +80,7 @@ for v in batch steps warmup cpu_batch cpu_steps budget; do
     exit 2
   fi
 done
-for v in loss_tol bf16_tol; do
+for v in loss_tol bf16_tol nccl_tol; do
   [[ ${!v} =~ ^[0-9.]+([eE][+-]?[0-9]+)?$ ]] || { echo "gpu-check: --${v//_/-} must be a number, got '${!v}'" >&2; exit 2; }
 done
 
@@ -212,6 +219,8 @@ precision=0
 log "bench step --precision: $([ "$precision" = 1 ] && echo present || echo 'absent (bf16 runs skipped)')"
 has_loader=0
 "$bin" bench loader --help >/dev/null 2>&1 && has_loader=1
+has_dist=0
+"$bin" bench step --help 2>/dev/null | grep -q -- '--dist' && has_dist=1
 log "bench loader: $([ "$has_loader" = 1 ] && echo present || echo 'absent (loader row skipped)')"
 
 # 1. The CUDA execution provider loads (the error names what is missing when it does not).
@@ -267,11 +276,23 @@ if fits 40 torch_fp32; then
   theirs torch_fp32 "$(cap 120)" "${tdims[@]}" --batch "$batch" --steps "$steps" --warmup "$warmup" --device "$tdev" --amp none
 fi
 
+# 10. NCCL: a one-rank --dist nccl step (its collectives through NCCL on ORT's stream) against
+#     the plain CUDA step of the same seed and batch, without and with CUDA graphs. A binary
+#     built without the `nccl` feature says so in one line (nccl_plain.log); that is reported,
+#     not failed. The dry run checks the refusal path on the CPU instead.
+if [ "$has_dist" = 1 ] && [ "$ep_ok" = 1 ] && fits 60 nccl; then
+  ours nccl_plain "$(cap 90)" --config "$config" --device "$dev" --batch "$cpu_batch" --steps 5 --warmup 0
+  if ours nccl_one_rank "$(cap 90)" --config "$config" --device "$dev" --dist nccl --batch "$cpu_batch" --steps 5 --warmup 0; then
+    fits 30 nccl_graph && ours nccl_one_rank_graph "$(cap 90)" --config "$config" --device "$dev" --dist nccl --cuda-graph --batch "$cpu_batch" --steps 5 --warmup 2
+    fits 30 nccl_plain_graph && ours nccl_plain_graph "$(cap 90)" --config "$config" --device "$dev" --cuda-graph --batch "$cpu_batch" --steps 5 --warmup 2
+  fi
+fi
+
 # The table, the loss check and results.json.
-python3 - "$out" "$loss_tol" "$batch" "$cpu_batch" "$dry" "$ep_ok" "$bf16_tol" <<'PY'
+python3 - "$out" "$loss_tol" "$batch" "$cpu_batch" "$dry" "$ep_ok" "$bf16_tol" "$nccl_tol" <<'PY'
 import glob, json, os, sys
 out, tol, batch, cpu_batch, dry, ep_ok = sys.argv[1], float(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4]), sys.argv[5] == "1", sys.argv[6] == "1"
-bf16_tol = float(sys.argv[7])
+bf16_tol, nccl_tol = float(sys.argv[7]), float(sys.argv[8])
 
 def load(name):
     p = os.path.join(out, name + ".json")
@@ -428,6 +449,28 @@ for name in ("ours_bf16", "ours_bf16_graph"):
                                       "tolerance_rel": bf16_tol, "passed": ok}
         bf16_msgs.append(f"{name} vs fp32 ({n} steps): worst relative difference of 10-step mean losses {worst:.2e} "
                          f"(tolerance {bf16_tol:g}; worst single step {worst_step:.2e}) -> {'PASS' if ok else 'FAIL'}")
+# NCCL: the one-rank --dist nccl step against the plain CUDA step (same seed, batch, data).
+nccl_msgs = []
+for name, ref in (("nccl_one_rank", "nccl_plain"), ("nccl_one_rank_graph", "nccl_plain_graph")):
+    d, r = load(name), load(ref)
+    if d and r and d["runs"] and r["runs"]:
+        a = r["runs"][0]["losses"]
+        b = d["runs"][0]["losses"]
+        n = min(len(a), len(b))
+        worst = max((abs(a[i][k] - b[i][k]) / max(abs(a[i][k]), 1e-6)
+                     for i in range(n) for k in ("src", "mix", "mix2", "total")), default=float("nan"))
+        ok = n > 0 and worst <= nccl_tol
+        results[name + "_vs_plain"] = {"steps": n, "worst_rel": worst, "tolerance_rel": nccl_tol, "passed": ok,
+                                       "placement": d["runs"][0]["placement"], "img_per_s": d["runs"][0]["img_per_s"],
+                                       "plain_img_per_s": r["runs"][0]["img_per_s"]}
+        nccl_msgs.append(f"{name} vs {ref} ({n} steps, {d['runs'][0]['placement']}): worst relative difference of the "
+                         f"loss terms {worst:.2e} (tolerance {nccl_tol:g}) -> {'PASS' if ok else 'FAIL'}; "
+                         f"{d['runs'][0]['img_per_s']:.1f} vs {r['runs'][0]['img_per_s']:.1f} img/s")
+    elif os.path.exists(os.path.join(out, name + ".log")):
+        tail = open(os.path.join(out, name + ".log")).read().strip().splitlines()[-1:] or ["(empty log)"]
+        nccl_msgs.append(f"{name}: did not run: {tail[0]}")
+if not nccl_msgs:
+    nccl_msgs.append("nccl: not run (no --dist in this binary's bench step, CUDA did not load, or skipped for the budget)")
 ep = load("ep_check")
 ep_place = ep["runs"][0]["placement"] if ep and ep["runs"] else "none"
 failed = []
@@ -455,7 +498,7 @@ for l in env.splitlines():
 summary = [f"# gpu-check{' (dry run on the CPU, tiny config)' if dry else ''}", "",
            f"GPU: {gpu_name or 'none'}; batch {batch}; the CUDA check ran on: {ep_place}"
            f"{'' if ep_ok else ' (FAILED: see ep_check.log)'}", "",
-           *lines, "", feed_msg, "", msg, *bf16_msgs]
+           *lines, "", feed_msg, "", msg, *bf16_msgs, "", *nccl_msgs]
 if failed:
     summary += ["", "failed runs (see their .log): " + ", ".join(failed)]
 if prof_lines:

@@ -15,7 +15,8 @@
 #
 #   scripts/stage-gpu-check.sh [--bin PATH] [--part-size SIZE]
 # The binary defaults to $PATCHMIX_BIN, then release, then debug builds under $CARGO_TARGET_DIR
-# or target/ (build one first: `cargo build -p patchmix-train`, dev or --release). SIZE is
+# or target/ (build one first: `cargo build --release -p patchmix-train --features nccl`, so that
+# the check also runs the NCCL kernels; without `nccl` it reports them as not built). SIZE is
 # split(1)'s: a number of bytes with an optional K, M or G suffix.
 set -euo pipefail
 VER=1.31.1

@@ -19,8 +19,9 @@
 use patchmix_train::dist::ThreadWorld;
 use patchmix_train::session::{Collectives, SessionOptions, StepSession};
 use patchmix_train::step::{
-    Frame, HostState, LocalCrops, Losses, PreparedBatch, StateLayout, StepConfig, VirtualRanks,
-    build_data_parallel_step, build_step, init_state, prepare_batch_on_ranks,
+    Frame, HostState, LocalCrops, Losses, PreparedBatch, Ranks, StateLayout, StepConfig, StepGraph,
+    VirtualRanks, build_data_parallel_step, build_rank_step, build_step, init_state,
+    prepare_batch_on_ranks,
 };
 use rand::{RngExt, SeedableRng};
 use rand_chacha::ChaCha8Rng;
@@ -86,7 +87,7 @@ fn data_parallel(
                 s.spawn(move || {
                     let step = build_data_parallel_step(&per_rank, WORLD, false).unwrap();
                     let opts = SessionOptions {
-                        collectives: Some(Collectives(Arc::new(comm))),
+                        collectives: Some(Collectives::host(Arc::new(comm))),
                         ..SessionOptions::default()
                     };
                     let mut sess = StepSession::new(step, &opts, init).unwrap();
@@ -248,4 +249,58 @@ fn a_world_of_zero_ranks_is_a_graph_error() {
         err,
         "shape error: a data-parallel world needs at least one rank"
     );
+}
+
+/// A world of one run through its collectives (as `--dist nccl` runs alone, and as the GPU
+/// check runs NCCL's kernels): the graph holds them — SyncBatchNorm's sums, the gathered keys,
+/// the gradient and loss means — and computes the plain step to rounding.
+#[test]
+fn one_rank_through_its_collectives_equals_the_plain_step() {
+    let cfg = StepConfig::tiny(Frame::Momentum, 0.0);
+    let plain = build_step(&cfg).unwrap();
+    let through = build_rank_step(&cfg, Ranks::through_collectives(1), false).unwrap();
+    let count = |s: &StepGraph, op: &str| s.graph.op_histogram().get(op).copied().unwrap_or(0);
+    assert_eq!(
+        count(&plain, "AllReduceSum") + count(&plain, "AllGather"),
+        0
+    );
+    assert!(
+        count(&through, "AllReduceSum") >= 10,
+        "{:?}",
+        through.graph.op_histogram()
+    );
+    assert_eq!(count(&through, "AllGather"), 3);
+    let init = init_state(&cfg, &plain.layout, 3);
+    let ranks = VirtualRanks::new(1, cfg.batch, cfg.mix).unwrap();
+    let mut a = StepSession::new(plain, &SessionOptions::default(), &init).unwrap();
+    let one = ThreadWorld::ranks(1).remove(0);
+    let opts = SessionOptions {
+        collectives: Some(Collectives::host(Arc::new(one))),
+        ..SessionOptions::default()
+    };
+    let mut b = StepSession::new(through, &opts, &init).unwrap();
+    for i in 0..3 {
+        let batch = global_batch(&cfg, ranks, i);
+        let (lr, wd, t, m) = schedule(i);
+        let (la, lb) = (
+            a.run(&batch.inputs(lr, wd, t, m)).unwrap(),
+            b.run(&batch.inputs(lr, wd, t, m)).unwrap(),
+        );
+        for (x, y) in [
+            (la.src, lb.src),
+            (la.mix, lb.mix),
+            (la.mix2, lb.mix2),
+            (la.total, lb.total),
+        ] {
+            assert!(rel(y, x) <= 1e-5, "step {i}: {la:?} vs {lb:?}");
+        }
+    }
+    let (sa, sb) = (a.to_host().unwrap(), b.to_host().unwrap());
+    let noise = analytic_zeros(&build_step(&cfg).unwrap().layout.params);
+    for (x, y) in [(&sb.params, &sa.params), (&sb.exp_avg, &sa.exp_avg)] {
+        let d = rel_l2(x, y, |i| !noise[i]);
+        assert!(d <= 1e-5, "state differs by {d:e}");
+    }
+    let d = rel_l2(&sb.buffers, &sa.buffers, |_| true);
+    assert!(d <= 1e-5, "BN running statistics differ by {d:e}");
 }

@@ -34,7 +34,7 @@ fn two_ranks(cfg: &PretrainConfig) -> Vec<RunSummary> {
             .map(|rank| {
                 s.spawn(move || {
                     let opts = RunOptions {
-                        collectives: Some(Collectives(Arc::new(rank))),
+                        collectives: Some(Collectives::host(Arc::new(rank))),
                         ..RunOptions::default()
                     };
                     run_pretrain(cfg, &opts).unwrap()
@@ -166,7 +166,7 @@ fn ranks_started_with_different_configurations_are_refused_naming_the_rank() {
             .map(|(rank, cfg)| {
                 s.spawn(move || {
                     let opts = RunOptions {
-                        collectives: Some(Collectives(Arc::new(rank))),
+                        collectives: Some(Collectives::host(Arc::new(rank))),
                         ..RunOptions::default()
                     };
                     run_pretrain(cfg, &opts).unwrap_err().to_string()
@@ -196,7 +196,7 @@ fn a_batch_that_does_not_split_over_the_ranks_is_an_error_naming_it() {
                 let cfg = &cfg;
                 s.spawn(move || {
                     let opts = RunOptions {
-                        collectives: Some(Collectives(Arc::new(rank))),
+                        collectives: Some(Collectives::host(Arc::new(rank))),
                         ..RunOptions::default()
                     };
                     run_pretrain(cfg, &opts).unwrap_err().to_string()

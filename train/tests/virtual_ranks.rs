@@ -180,8 +180,8 @@ fn bench_step_takes_the_flag_and_checks_the_split_before_building() {
     );
 }
 
-/// `--dist`: an unknown backend, MPI in a build without it, and NCCL (not built yet, or not
-/// installed) are one-line errors saying what to do.
+/// `--dist`: an unknown backend, MPI in a build without it, and NCCL (in a build without it,
+/// or not installed) are one-line errors saying what to do.
 #[test]
 fn dist_backends_that_cannot_run_are_one_line_errors() {
     let dir = tempfile::tempdir().unwrap();
@@ -196,7 +196,7 @@ fn dist_backends_that_cannot_run_are_one_line_errors() {
     assert!(!ok);
     assert!(
         err.contains("pip install nvidia-nccl-cu13")
-            || err.contains("NCCL kernels are not built yet"),
+            || (err.contains("built without NCCL support") && err.contains("--features nccl")),
         "{err}"
     );
     assert_eq!(err.trim().lines().count(), 1, "{err}");

@@ -96,3 +96,46 @@ pub(crate) fn check_gather_output(
         })
     }
 }
+
+/// Copies rank 0's `mine` into `out` on every rank (a collective; the other ranks' `mine` is
+/// ignored), through an all-gather of the bytes as `f32` (exact for bytes).
+///
+/// # Errors
+/// The transport's, or [`CommError::LengthMismatch`] when `mine` and `out` differ in length.
+///
+/// # Examples
+/// ```
+/// use patchmix_train::dist::{ThreadWorld, share_from_rank0};
+/// let ranks = ThreadWorld::ranks(2);
+/// let got: Vec<[u8; 3]> = std::thread::scope(|s| {
+///     let h: Vec<_> = ranks.iter().map(|r| s.spawn(move || {
+///         let mine = [r.rank() as u8 + 7; 3];
+///         let mut out = [0u8; 3];
+///         share_from_rank0(r, &mine, &mut out).unwrap();
+///         out
+///     })).collect();
+///     h.into_iter().map(|h| h.join().unwrap()).collect()
+/// });
+/// assert_eq!(got, vec![[7; 3], [7; 3]]);
+/// ```
+pub fn share_from_rank0(
+    comm: &dyn Communicator,
+    mine: &[u8],
+    out: &mut [u8],
+) -> Result<(), CommError> {
+    if mine.len() != out.len() {
+        return Err(CommError::LengthMismatch {
+            collective: "share_from_rank0",
+            rank: comm.rank(),
+            expected: mine.len(),
+            actual: out.len(),
+        });
+    }
+    let local: Vec<f32> = mine.iter().map(|&b| f32::from(b)).collect();
+    let mut all = vec![0.0f32; local.len() * comm.world_size()];
+    comm.all_gather(&local, &mut all)?;
+    for (o, &v) in out.iter_mut().zip(&all[..local.len()]) {
+        *o = v as u8;
+    }
+    Ok(())
+}

@@ -5,9 +5,12 @@
 //!   would train alone into the same run directory.
 //! * `mpi`: the ranks of an `mpirun` launch, collectives over Open MPI on the CPU (feature
 //!   `mpi`). A process started without a launcher is a world of one.
-//! * `nccl`: collectives between GPUs with NCCL. Checked for (`libnccl.so.2`, from the
-//!   `nvidia-nccl-cu13` wheel); its CUDA kernels are not built yet, so it is refused with what
-//!   to use instead.
+//! * `nccl`: collectives between GPUs with NCCL (feature `nccl`): CUDA kernels on ORT's
+//!   stream (see `crate::dist::nccl`). `libnccl.so.2` (from the `nvidia-nccl-cu13` wheel) is
+//!   looked for before cudarc touches it, since cudarc panics when it is missing. Ranks come
+//!   from an MPI launch (rank 0 sends the NCCL id over MPI, so several ranks need the `mpi`
+//!   feature too); without a launcher it is a world of one whose step still runs its
+//!   collectives, through NCCL.
 //! * `auto` (the default): `mpi` when an MPI launcher started this process (its environment
 //!   says so), else `none`.
 
@@ -102,12 +105,15 @@ pub enum LaunchError {
         /// Where it was looked for.
         searched: String,
     },
-    /// NCCL is installed but its kernels are not built yet.
+    /// NCCL is installed but this build has no NCCL kernels.
     #[error(
-        "--dist nccl: {} is installed, but patchmix's NCCL kernels are not built yet; use --dist mpi, whose collectives also serve CUDA ranks (staged through host memory)",
+        "--dist nccl: {} is installed, but this patchmix was built without NCCL support; rebuild with `cargo build --release --features nccl` (add `mpi` for several ranks), or use --dist mpi, whose collectives also serve CUDA ranks (staged through host memory)",
         .0.display()
     )]
-    NcclKernelsMissing(PathBuf),
+    NcclNotBuilt(PathBuf),
+    /// NCCL is installed but cannot be used.
+    #[error("--dist nccl: {0}")]
+    NcclUnusable(String),
     /// The transport failed to start or to exchange the start-up check.
     #[error(transparent)]
     Comm(#[from] CommError),
@@ -137,6 +143,14 @@ pub enum LaunchError {
 /// ```
 pub fn launcher_world_size() -> Option<usize> {
     ["OMPI_COMM_WORLD_SIZE", "PMI_SIZE"]
+        .iter()
+        .find_map(|v| std::env::var(v).ok()?.trim().parse().ok())
+}
+
+/// This process's index among the ranks on its node, from the launcher's environment
+/// (Open MPI's `OMPI_COMM_WORLD_LOCAL_RANK`, MPICH's `MPI_LOCALRANKID`).
+pub(crate) fn local_rank() -> Option<usize> {
+    ["OMPI_COMM_WORLD_LOCAL_RANK", "MPI_LOCALRANKID"]
         .iter()
         .find_map(|v| std::env::var(v).ok()?.trim().parse().ok())
 }
@@ -172,7 +186,7 @@ impl DistWorld {
     /// A world on any communicator (threads in tests, or a caller's own transport).
     pub fn on(comm: Arc<dyn Communicator>) -> DistWorld {
         DistWorld {
-            collectives: Some(Collectives(comm)),
+            collectives: Some(Collectives::host(comm)),
             #[cfg(feature = "mpi")]
             mpi: None,
         }
@@ -180,17 +194,31 @@ impl DistWorld {
 
     /// This process's rank.
     pub fn rank(&self) -> usize {
-        self.collectives.as_ref().map_or(0, |c| c.0.rank())
+        self.collectives.as_ref().map_or(0, |c| c.comm().rank())
     }
 
     /// The number of ranks.
     pub fn world_size(&self) -> usize {
-        self.collectives.as_ref().map_or(1, |c| c.0.world_size())
+        self.collectives
+            .as_ref()
+            .map_or(1, |c| c.comm().world_size())
     }
 
-    /// The communicator for the sessions of a world of more than one rank.
+    /// The communicator for the sessions of a world of more than one rank, or of an NCCL
+    /// world of any size (whose step runs its collectives through NCCL even alone).
     pub fn collectives(&self) -> Option<&Collectives> {
-        self.collectives.as_ref().filter(|c| c.0.world_size() > 1)
+        self.collectives
+            .as_ref()
+            .filter(|c| c.comm().world_size() > 1 || c.on_device())
+    }
+
+    /// The ranks this world's step graphs span, with collectives where [`DistWorld::collectives`]
+    /// has a communicator for them.
+    pub fn step_ranks(&self) -> crate::step::Ranks {
+        crate::step::Ranks {
+            world_size: self.world_size(),
+            collectives: self.collectives().is_some(),
+        }
     }
 
     /// Ends every rank after an error on this one, so that none waits for it forever: an MPI
@@ -232,15 +260,42 @@ pub fn start(mode: DistMode) -> Result<DistWorld, LaunchError> {
             _ => Ok(DistWorld::single()),
         },
         DistMode::Mpi => start_mpi(mode, launched),
-        DistMode::Nccl => Err(check_nccl()),
+        DistMode::Nccl => start_nccl(launched),
     }
+}
+
+#[cfg(feature = "nccl")]
+fn start_nccl(launched: Option<usize>) -> Result<DistWorld, LaunchError> {
+    let path = find_nccl()?;
+    let lib = super::nccl::ffi::NcclLib::load(&path).map_err(LaunchError::NcclUnusable)?;
+    let mut world = match launched {
+        Some(n) if n > 1 => start_mpi(DistMode::Nccl, launched)?,
+        _ => DistWorld::on(Arc::new(
+            super::threads::ThreadWorld::ranks(1)
+                .pop()
+                .ok_or_else(|| LaunchError::NcclUnusable("no rank".into()))?,
+        )),
+    };
+    let host = world
+        .collectives
+        .as_ref()
+        .map(|c| c.comm().clone())
+        .ok_or_else(|| LaunchError::NcclUnusable("no host communicator".into()))?;
+    let nccl = super::nccl::NcclWorld::join(lib, host)?;
+    world.collectives = Some(Collectives::nccl(Arc::new(nccl)));
+    Ok(world)
+}
+
+#[cfg(not(feature = "nccl"))]
+fn start_nccl(_launched: Option<usize>) -> Result<DistWorld, LaunchError> {
+    Err(LaunchError::NcclNotBuilt(find_nccl()?))
 }
 
 #[cfg(feature = "mpi")]
 fn start_mpi(_mode: DistMode, _launched: Option<usize>) -> Result<DistWorld, LaunchError> {
     let m = Arc::new(super::mpi::MpiWorld::init()?);
     Ok(DistWorld {
-        collectives: Some(Collectives(m.clone())),
+        collectives: Some(Collectives::host(m.clone())),
         mpi: Some(m),
     })
 }
@@ -256,15 +311,15 @@ fn start_mpi(mode: DistMode, launched: Option<usize>) -> Result<DistWorld, Launc
 }
 
 /// NCCL's library, or where it was looked for.
-fn check_nccl() -> LaunchError {
+fn find_nccl() -> Result<PathBuf, LaunchError> {
     let mut dirs: Vec<PathBuf> = std::env::var_os("LD_LIBRARY_PATH")
         .map(|v| std::env::split_paths(&v).collect())
         .unwrap_or_default();
     dirs.extend(crate::device::diagnostics::pip_cuda_lib_dirs());
     dirs.extend(["/usr/lib/x86_64-linux-gnu", "/usr/local/lib", "/usr/lib"].map(PathBuf::from));
     match crate::device::diagnostics::find_library_in(NCCL_LIB, &dirs) {
-        Some(lib) => LaunchError::NcclKernelsMissing(lib),
-        None => LaunchError::NcclMissing {
+        Some(lib) => Ok(lib),
+        None => Err(LaunchError::NcclMissing {
             searched: if dirs.is_empty() {
                 "no directories".into()
             } else {
@@ -273,7 +328,7 @@ fn check_nccl() -> LaunchError {
                     .collect::<Vec<_>>()
                     .join(", ")
             },
-        },
+        }),
     }
 }
 

@@ -6,6 +6,7 @@
 //! * [`threads`]: [`ThreadWorld`], W ranks as threads of one process (the tests' world, and
 //!   any caller that wants ranks without a launcher);
 //! * `mpi` (feature `mpi`): Open MPI through the `mpi` crate, for processes launched by `mpirun`;
+//! * `nccl` (feature `nccl`): NCCL between GPUs, its CUDA kernels on ONNX Runtime's stream;
 //! * [`launch`]: `--dist`: starting a run's world, and the ranks' start-up agreement;
 //! * [`operators`]: the CPU kernels of `AllReduceSum` and `AllGather`, registered per session.
 
@@ -13,10 +14,12 @@ pub mod comm;
 pub mod launch;
 #[cfg(feature = "mpi")]
 pub mod mpi;
+#[cfg(feature = "nccl")]
+pub mod nccl;
 pub mod operators;
 pub mod threads;
 
-pub use comm::{CommError, Communicator};
+pub use comm::{CommError, Communicator, share_from_rank0};
 pub use launch::{DistMode, DistWorld, LaunchError, agree_on, launcher_world_size, start};
 pub use operators::collective_domain;
 pub use threads::ThreadWorld;

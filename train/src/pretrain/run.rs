@@ -14,7 +14,7 @@ use crate::device::DeviceOptions;
 use crate::session::{Collectives, SessionOptions, StepSession};
 use crate::step::{HostState, Losses};
 use crate::step::{
-    Precision, PreparedBatch, StepConfig, StepGraph, VirtualRanks, build_data_parallel_step,
+    Precision, PreparedBatch, Ranks, StepConfig, StepGraph, VirtualRanks, build_rank_step,
     init_state, prepare_batch_on_ranks, prepare_rank_batch,
 };
 use patchmix_core::{cosine_schedule, momentum_schedule, temperature_schedule};
@@ -238,8 +238,8 @@ impl Trainer {
         let (rank, world) = opts
             .collectives
             .as_ref()
-            .map_or((0, 1), |c| (c.0.rank(), c.0.world_size()));
-        if let Some(Collectives(comm)) = &opts.collectives
+            .map_or((0, 1), |c| (c.comm().rank(), c.comm().world_size()));
+        if let Some(comm) = opts.collectives.as_ref().map(Collectives::comm)
             && world > 1
         {
             // Every rank must run the same recipe on the same data from the same state.
@@ -289,12 +289,17 @@ impl Trainer {
             },
         )?
         .sharded(Shard::new(rank, world, cfg.batch)?)?;
-        // One rank's step over its b = B/W images (W = 1: the plain step, collectives-free).
+        // One rank's step over its b = B/W images (W = 1: the plain step, collectives-free,
+        // unless the run has a communicator anyway: an NCCL world of one runs them).
         let rank_sc = StepConfig {
             batch: cfg.batch / world,
             ..sc.clone()
         };
-        let step: StepGraph = build_data_parallel_step(&rank_sc, world, false)?;
+        let ranks = Ranks {
+            world_size: world,
+            collectives: world > 1 || opts.collectives.is_some(),
+        };
+        let step: StepGraph = build_rank_step(&rank_sc, ranks, false)?;
         if sc.precision != Precision::Fp32 {
             log::info!(
                 "precision {}: matrix products in half precision, f32 master weights and optimizer state{}",
@@ -310,7 +315,7 @@ impl Trainer {
             threads: (cfg.threads > 0).then_some(cfg.threads),
             opt_level: SessionOptions::default().opt_level,
             profile: (opts.profile && rank == 0).then(|| cfg.out_dir.join("ort-profile")),
-            collectives: opts.collectives.clone().filter(|_| world > 1),
+            collectives: opts.collectives.clone().filter(|_| ranks.collectives),
         };
         let resume_dir = match &opts.resume {
             Some(r) => resolve_resume(r, &cfg.out_dir)?,
@@ -352,7 +357,10 @@ impl Trainer {
             ),
         };
         let dev = DeviceOptions {
-            device: cfg.device,
+            device: opts
+                .collectives
+                .as_ref()
+                .map_or(cfg.device, |c| c.rank_device(cfg.device)),
             cuda_graph: cfg.cuda_graph,
             ..DeviceOptions::default()
         };

@@ -26,17 +26,95 @@ pub struct SessionOptions {
     pub collectives: Option<Collectives>,
 }
 
-/// The communicator a session's collective kernels run on.
+/// The communicator a session's collective kernels run on, and which kernels run them.
 #[derive(Clone)]
-pub struct Collectives(pub Arc<dyn Communicator>);
+pub struct Collectives {
+    comm: Arc<dyn Communicator>,
+    kernels: Kernels,
+}
+
+/// Where the collective kernels of a session run.
+#[derive(Clone)]
+enum Kernels {
+    /// CPU kernels on the communicator's host buffers (MPI, threads); on a CUDA session ONNX
+    /// Runtime stages their tensors through host memory.
+    Host,
+    /// CUDA kernels enqueueing NCCL on ORT's stream.
+    #[cfg(feature = "nccl")]
+    Nccl(Arc<crate::dist::nccl::NcclWorld>),
+}
+
+impl Collectives {
+    /// Collectives through `comm`'s host buffers (CPU kernels).
+    pub fn host(comm: Arc<dyn Communicator>) -> Collectives {
+        Collectives {
+            comm,
+            kernels: Kernels::Host,
+        }
+    }
+
+    /// Collectives through NCCL on the device (CUDA kernels); host-side exchanges (the
+    /// start-up agreement) go through the world's host communicator.
+    #[cfg(feature = "nccl")]
+    pub fn nccl(world: Arc<crate::dist::nccl::NcclWorld>) -> Collectives {
+        Collectives {
+            comm: world.clone(),
+            kernels: Kernels::Nccl(world),
+        }
+    }
+
+    /// The rank's communicator.
+    pub fn comm(&self) -> &Arc<dyn Communicator> {
+        &self.comm
+    }
+
+    /// Whether the kernels run on the GPU (NCCL), so the session must be on CUDA.
+    pub fn on_device(&self) -> bool {
+        !matches!(self.kernels, Kernels::Host)
+    }
+
+    /// The CUDA device of this rank: under NCCL with several ranks on a node, `cuda:N` means
+    /// GPU N + the rank's index on its node (the launcher's local rank), one GPU per rank as
+    /// NCCL requires; otherwise `device` itself.
+    ///
+    /// # Examples
+    /// ```
+    /// use patchmix_train::{device::Device, dist::ThreadWorld, session::Collectives};
+    /// use std::sync::Arc;
+    /// let host = Collectives::host(Arc::new(ThreadWorld::ranks(2).remove(1)));
+    /// assert_eq!(host.rank_device(Device::Cuda(0)), Device::Cuda(0)); // host collectives: as given
+    /// ```
+    pub fn rank_device(&self, device: crate::device::Device) -> crate::device::Device {
+        use crate::device::Device;
+        match device {
+            Device::Cuda(n) if self.on_device() && self.comm.world_size() > 1 => {
+                let local = crate::dist::launch::local_rank().unwrap_or(0);
+                Device::Cuda(n + u32::try_from(local).unwrap_or(0))
+            }
+            other => other,
+        }
+    }
+
+    /// The custom-operator domain with this world's kernels.
+    fn domain(&self) -> ort::Result<ort::operator::OperatorDomain> {
+        match &self.kernels {
+            Kernels::Host => collective_domain(self.comm.clone()),
+            #[cfg(feature = "nccl")]
+            Kernels::Nccl(world) => {
+                crate::dist::nccl::operators::nccl_collective_domain(world.clone())
+            }
+        }
+    }
+}
 
 impl std::fmt::Debug for Collectives {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(
             f,
-            "Collectives(rank {} of {})",
-            self.0.rank(),
-            self.0.world_size()
+            "Collectives(rank {} of {}, {})",
+            self.comm.rank(),
+            self.comm.world_size(),
+            if self.on_device() { "nccl" } else { "host" }
         )
     }
 }
@@ -76,7 +154,7 @@ fn session_builder(
     if let Some(p) = &opts.profile {
         b = b.with_profiling(p)?;
     }
-    if let Some(Collectives(comm)) = &opts.collectives {
+    if let Some(collectives) = &opts.collectives {
         // Every rank must reach the collectives in the same order, or two ranks would wait in
         // different ones forever: sequential execution with one inter-op thread runs the nodes
         // one at a time in the execution plan's order, a deterministic topological order that
@@ -85,7 +163,7 @@ fn session_builder(
         b = b
             .with_parallel_execution(false)?
             .with_inter_threads(1)?
-            .with_operators(collective_domain(comm.clone())?)?;
+            .with_operators(collectives.domain()?)?;
     }
     Ok(b)
 }

@@ -49,6 +49,11 @@ pub enum EngineError {
         /// The communicator's (0 when `SessionOptions::collectives` is not set).
         communicator: usize,
     },
+    /// Collectives on the GPU (NCCL) for a session that runs on the CPU.
+    #[error(
+        "--dist nccl runs the collectives on the GPU, but the step runs on the CPU ({0}); use --device cuda, or --dist mpi for CPU ranks"
+    )]
+    CollectivesNeedCuda(String),
     /// ONNX Runtime did not return an output the step declares.
     #[error("step output `{0}` missing")]
     MissingOutput(String),

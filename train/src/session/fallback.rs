@@ -27,7 +27,11 @@ pub(super) fn fit_to_device(
         "patchmix: {} on the CPU: ONNX Runtime's CPU EP has no half-precision matrix kernels, so the products are emulated ({dtype:?} rounding, f32 kernels): the numbers of a half-precision run, no speed-up (the rounding casts make it slower than fp32)",
         step.config.precision
     );
-    crate::step::build_data_parallel_step(&step.config, step.world_size, true).map_err(|source| {
+    let ranks = crate::step::Ranks {
+        world_size: step.world_size,
+        collectives: step.collectives,
+    };
+    crate::step::build_rank_step(&step.config, ranks, true).map_err(|source| {
         EngineError::CpuRebuild {
             precision: step.config.precision,
             source,

@@ -85,14 +85,25 @@ impl StepSession {
         dev: &DeviceOptions,
         init: &HostState,
     ) -> Result<StepSession, EngineError> {
-        let communicator = opts.collectives.as_ref().map_or(0, |c| c.0.world_size());
-        if step.world_size > 1 && communicator != step.world_size {
+        let communicator = opts
+            .collectives
+            .as_ref()
+            .map_or(0, |c| c.comm().world_size());
+        if step.collectives && communicator != step.world_size {
             return Err(EngineError::WorldSize {
                 step: step.world_size,
                 communicator,
             });
         }
         let prepared = device::prepare(dev.device)?;
+        if opts.collectives.as_ref().is_some_and(|c| c.on_device())
+            && prepared.placement == Placement::Cpu
+        {
+            return Err(EngineError::CollectivesNeedCuda(format!(
+                "--device {}",
+                dev.device
+            )));
+        }
         let step = fallback::fit_to_device(step, prepared.placement)?;
         let io = StepIo::of(&step)?;
         let bytes = to_onnx_bytes(&step.graph);

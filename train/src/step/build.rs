@@ -30,6 +30,47 @@ pub struct StepGraph {
     /// The data-parallel ranks it runs on (1: one process; more: its collectives need a
     /// session with [`SessionOptions::collectives`](crate::session::SessionOptions)).
     pub world_size: usize,
+    /// Whether the graph holds collectives (always for more than one rank; see [`Ranks`]).
+    pub collectives: bool,
+}
+
+/// The data-parallel ranks a step spans, and whether its graph holds collectives.
+///
+/// # Examples
+/// ```
+/// use patchmix_train::step::Ranks;
+/// assert!(!Ranks::of(1).collectives);
+/// assert!(Ranks::of(2).collectives);
+/// assert!(Ranks::through_collectives(1).collectives);
+/// ```
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Ranks {
+    /// The number of ranks.
+    pub world_size: usize,
+    /// Whether the graph holds collectives: always for more than one rank; for one rank only
+    /// when asked for, to run the collective kernels in a world of one (the GPU check runs
+    /// NCCL's kernels on ORT's stream this way). Through collectives, one rank computes the
+    /// same step as without them up to rounding: BatchNorm takes its mean as a sum times
+    /// 1/B instead of ORT's ReduceMean.
+    pub collectives: bool,
+}
+
+impl Ranks {
+    /// `world_size` ranks, with collectives when there are several.
+    pub fn of(world_size: usize) -> Ranks {
+        Ranks {
+            world_size,
+            collectives: world_size > 1,
+        }
+    }
+
+    /// `world_size` ranks, with collectives even for one.
+    pub fn through_collectives(world_size: usize) -> Ranks {
+        Ranks {
+            world_size,
+            collectives: true,
+        }
+    }
 }
 
 /// Builds the training step for a configuration.
@@ -79,6 +120,20 @@ pub fn build_data_parallel_step(
     world_size: usize,
     emulate_half: bool,
 ) -> Result<StepGraph, GraphError> {
+    build_rank_step(cfg, Ranks::of(world_size), emulate_half)
+}
+
+/// As [`build_data_parallel_step`], with the collectives [`Ranks`] asks for (also in a world
+/// of one).
+///
+/// # Errors
+/// As [`build_data_parallel_step`].
+pub fn build_rank_step(
+    cfg: &StepConfig,
+    ranks: Ranks,
+    emulate_half: bool,
+) -> Result<StepGraph, GraphError> {
+    let world_size = ranks.world_size;
     cfg.validate()
         .map_err(|e| GraphError::Shape(e.to_string()))?;
     if world_size == 0 {
@@ -108,7 +163,7 @@ pub fn build_data_parallel_step(
         momentum.as_ref().map(|m| &m.named),
         &inputs.drop_path,
     )?;
-    let heads = Heads::new(cfg, compute, world_size);
+    let heads = Heads::new(cfg, compute, ranks);
     let passes = Passes {
         encoders: &encoders,
         heads: &heads,
@@ -122,11 +177,11 @@ pub fn build_data_parallel_step(
         &embeddings,
         inputs.targets,
         inputs.temperature,
-        world_size,
+        ranks,
     )?;
     let seed = scale_loss(&mut g, losses.total, inputs.loss_scale)?;
     let mut gradient = flat_gradient(&mut g, &layout.params, &params, seed)?;
-    if world_size > 1 {
+    if ranks.collectives {
         // DDP's gradient mean over the ranks.
         gradient = g.scoped("gradient_mean", |g| {
             let sum = g.all_reduce_sum(gradient)?;
@@ -136,7 +191,7 @@ pub fn build_data_parallel_step(
     let gradient = unscale(&mut g, gradient, inputs.loss_scale)?;
     let update = adamw_update(&mut g, &inputs, &layout, gradient)?;
     // Outputs: the losses of the global batch.
-    let reported = averaged_over_ranks(&mut g, &losses, world_size)?;
+    let reported = averaged_over_ranks(&mut g, &losses, ranks)?;
     declare_outputs(
         &mut g,
         &layout,
@@ -151,5 +206,6 @@ pub fn build_data_parallel_step(
         config: cfg.clone(),
         compute,
         world_size,
+        collectives: ranks.collectives,
     })
 }

@@ -1,5 +1,6 @@
 //! The projector and predictor MLPs with BatchNorm1d in training mode.
 
+use super::build::Ranks;
 use super::layout::Slot;
 use patchmix_export::graph::{Compute, ElementwiseOp, Graph, GraphError, ShapeOp, ValueId};
 use std::collections::BTreeMap;
@@ -21,7 +22,7 @@ pub struct RunningStats {
 /// variance (eps 1e-5), apply the affine transform when given, and update the running stats
 /// with momentum 0.1 and the unbiased variance.
 ///
-/// With `world_size` > 1 this is SyncBatchNorm: `x` holds this rank's B rows of a global batch
+/// With collectives ([`Ranks`]; always for more than one rank) this is SyncBatchNorm: `x` holds this rank's B rows of a global batch
 /// of B·W, and the statistics are over the global batch, from two all-reduces: Σx first, then
 /// Σ(x − μ)² around the global mean. Two passes rather than one all-reduce of [Σx, Σx²]: the
 /// second collective is C floats, a negligible cost, and it keeps the variance free of the
@@ -38,12 +39,12 @@ pub fn batch_norm_train(
     affine: Option<(ValueId, ValueId)>,
     prefix: &str,
     stats: &mut RunningStats,
-    world_size: usize,
+    ranks: Ranks,
 ) -> Result<ValueId, GraphError> {
-    let b = (g.fixed_shape(x)?[0] * world_size) as f64;
+    let b = (g.fixed_shape(x)?[0] * ranks.world_size) as f64;
     // The batch mean of the rows (over all ranks' rows when data-parallel).
     let batch_mean = |g: &mut Graph, v: ValueId| -> Result<ValueId, GraphError> {
-        if world_size == 1 {
+        if !ranks.collectives {
             g.reduce_mean(v, &[0], true)
         } else {
             let local = g.reduce_sum(v, &[0], true)?;
@@ -91,13 +92,13 @@ pub struct HeadCompute {
     /// The matrix products' precision.
     pub compute: Compute,
     /// The ranks the BatchNorm statistics span.
-    pub world_size: usize,
+    pub ranks: Ranks,
 }
 
 /// An MLP head `Linear(no bias)–BN–ReLU … Linear–BN(affine=False)` as in MoCo v3's
 /// `_build_mlp`; `layers` are (linear index, in, out, bn index, affine) under `prefix`. The
 /// Linear products run in `how.compute`'s precision; BatchNorm and ReLU stay f32. With
-/// `how.world_size` > 1 every BatchNorm is synchronised (see [`batch_norm_train`]).
+/// `how.ranks` holding collectives every BatchNorm is synchronised (see [`batch_norm_train`]).
 ///
 /// # Errors
 /// A missing parameter or a shape mismatch.
@@ -110,10 +111,7 @@ pub fn mlp_head(
     stats: &mut RunningStats,
     how: HeadCompute,
 ) -> Result<ValueId, GraphError> {
-    let HeadCompute {
-        compute,
-        world_size,
-    } = how;
+    let HeadCompute { compute, ranks } = how;
     let p = |n: String| {
         params
             .get(&n)
@@ -131,7 +129,7 @@ pub fn mlp_head(
         } else {
             None
         };
-        h = batch_norm_train(g, h, aff, &format!("{prefix}.{bi}"), stats, world_size)?;
+        h = batch_norm_train(g, h, aff, &format!("{prefix}.{bi}"), stats, ranks)?;
         if i + 1 < layers.len() {
             h = g.unary(ElementwiseOp::Relu, h)?;
         }

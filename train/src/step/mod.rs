@@ -25,7 +25,9 @@ pub use batch::{
     BatchError, PreparedBatch, TargetSmoothing, prepare_batch, prepare_batch_on_ranks,
     prepare_batch_with_local,
 };
-pub use build::{StepGraph, build_data_parallel_step, build_step, build_step_with};
+pub use build::{
+    Ranks, StepGraph, build_data_parallel_step, build_rank_step, build_step, build_step_with,
+};
 pub use config::{Frame, LocalCrops, StepConfig, StepConfigError};
 pub use finetune::{
     FinetuneGraph, FinetuneLayout, FinetuneStepConfig, build_finetune_step, layer_id,

@@ -1,6 +1,7 @@
 //! Stage 4, heads: the projector and the predictor MLPs on a pass's features, with their
 //! BatchNorm running statistics threaded through (built from [`mlp_head`]).
 
+use super::super::build::Ranks;
 use super::super::config::StepConfig;
 use super::super::heads::{HeadCompute, RunningStats, mlp_head};
 use super::super::layout::{predictor_layers, projector_layers};
@@ -20,14 +21,11 @@ pub(crate) struct Heads {
 
 impl Heads {
     /// The heads of `cfg`, with their Linear products in `compute`'s precision.
-    pub(crate) fn new(cfg: &StepConfig, compute: Compute, world_size: usize) -> Heads {
+    pub(crate) fn new(cfg: &StepConfig, compute: Compute, ranks: Ranks) -> Heads {
         Heads {
             projector: projector_layers(cfg),
             predictor: predictor_layers(cfg),
-            how: HeadCompute {
-                compute,
-                world_size,
-            },
+            how: HeadCompute { compute, ranks },
         }
     }
 

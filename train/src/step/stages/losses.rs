@@ -1,5 +1,6 @@
 //! Stage 5, losses: the PatchMix soft-target contrastive terms and their total.
 
+use super::super::build::Ranks;
 use super::super::loss::soft_ce;
 use super::passes::Embeddings;
 use patchmix_export::graph::{Graph, GraphError, ShapeOp, ValueId};
@@ -36,13 +37,13 @@ pub(crate) fn patchmix_losses(
     e: &Embeddings,
     targets: [ValueId; 3],
     tau: ValueId,
-    world_size: usize,
+    ranks: Ranks,
 ) -> Result<LossValues, GraphError> {
     let gather = |g: &mut Graph, k: ValueId| {
-        if world_size == 1 {
-            Ok(k)
+        if ranks.collectives {
+            g.all_gather(k, ranks.world_size)
         } else {
-            g.all_gather(k, world_size)
+            Ok(k)
         }
     };
     let (k_view1, k_view2, k_mix1) = g.scoped("keys", |g| -> Result<_, GraphError> {
@@ -109,11 +110,12 @@ pub(crate) fn patchmix_losses(
 pub(crate) fn averaged_over_ranks(
     g: &mut Graph,
     l: &LossValues,
-    world_size: usize,
+    ranks: Ranks,
 ) -> Result<LossValues, GraphError> {
-    if world_size == 1 {
+    if !ranks.collectives {
         return Ok(*l);
     }
+    let world_size = ranks.world_size;
     g.scoped("loss_global", |g| {
         let mut mean = |v: ValueId| -> Result<ValueId, GraphError> {
             let sum = g.all_reduce_sum(v)?;
