@@ -72,8 +72,10 @@ pub struct Args {
     #[arg(long, value_name = "W")]
     pub virtual_ranks: Option<usize>,
     /// Data-parallel ranks: `none` (one process), `mpi` (the ranks of `mpirun -np N`,
-    /// collectives over Open MPI; needs a build with `--features mpi`), `nccl` (GPUs; not built
-    /// yet) or `auto` (`mpi` when an MPI launcher started this process, else `none`).
+    /// collectives over Open MPI; needs a build with `--features mpi`), `nccl` (GPUs: NCCL on
+    /// ORT's CUDA stream, with `--device cuda`; needs `--features nccl`, plus `mpi` for several
+    /// ranks, and `pip install nvidia-nccl-cu13`) or `auto` (`mpi` when an MPI launcher started
+    /// this process, else `none`).
     /// `--batch` stays the global batch, split evenly over the ranks; rank 0 alone writes the
     /// run directory.
     #[arg(long, default_value = "auto", value_name = "none|mpi|nccl|auto")]
