@@ -14,5 +14,5 @@ mod run;
 pub use config::{FinetuneRunConfig, PRESETS};
 pub use dump::{FinetuneDump, write_dump};
 pub use error::{FinetuneError, RunError};
-pub use masks::drop_path_masks;
+pub use masks::{drop_path_masks, rank_masks};
 pub use run::{EvalRecord, FinetuneOptions, FinetuneSummary, load_encoder_weights, run_finetune};
