@@ -1,23 +1,6 @@
 //! The fine-tuning run: the encoder weights in, the compiled step over the fine-tune loader
 //! (RandAugment, erasing, Mixup/CutMix), top-1/top-5 of the model and its EMA on the test
 //! split after every epoch, and the classifier's weights out.
-//!
-//! # Data-parallel fine-tuning
-//!
-//! With [`FinetuneOptions::collectives`] (`patchmix finetune --dist`) every rank runs this
-//! loop, as DDP runs the original's `main_finetune.py`: the ranks agree on the configuration
-//! and the starting state; `batch` is the global batch B, and rank r loads its contiguous
-//! slice of b = B/W images of each global batch ([`FinetuneLoader::sharded`]: augmentation
-//! draws depend on the sample's position, not the rank; Mixup/CutMix mixes within the rank's
-//! batch, as timm's `Mixup` does under DDP); the drop-path masks are drawn for the global
-//! batch and each rank takes its rows; the step
-//! ([`build_finetune_rank_step`]) averages the gradient and the reported loss over the
-//! ranks, so every rank holds the same parameters, moments and EMA. Rank 0 alone writes the
-//! run directory (config, metrics, checkpoints, export, summary), shows progress and
-//! evaluates; the other ranks skip the evaluation (their state is rank 0's, so evaluating it
-//! W times would only cost time) and go on to the next step, whose collectives wait for
-//! rank 0. Resuming reads the same checkpoint on every rank (a run directory all ranks
-//! see).
 
 use super::checkpoint::{self, Progress};
 use super::config::FinetuneRunConfig;
@@ -68,7 +51,7 @@ pub struct FinetuneOptions {
     /// cannot load — or `auto`), as in pretraining.
     pub device: crate::device::Device,
     /// This process's rank in a data-parallel world (`--dist`), `None` for one process (see
-    /// the module docs).
+    /// [`crate::finetune`]).
     pub collectives: Option<Collectives>,
 }
 
@@ -296,7 +279,7 @@ fn agree_on_state(collectives: Option<&Collectives>, h: &HostState) -> Result<()
     Ok(())
 }
 
-/// Runs a fine-tuning run (on every rank of a data-parallel world; see the module docs).
+/// Runs a fine-tuning run (on every rank of a data-parallel world; see [`crate::finetune`]).
 ///
 /// # Errors
 /// A [`RunError`] naming the file, field or step: unusable data (an empty split, a class
