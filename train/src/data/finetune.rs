@@ -366,6 +366,43 @@ mod tests {
         assert_eq!(b.targets.as_slice().unwrap(), &want[..]);
     }
 
+    /// A rank's share with mixing on: its rows of the epoch order, each transformed with the
+    /// draws of its global position, then mixed among themselves (i with b − 1 − i) with the
+    /// batch's one draw — the same on every rank.
+    #[test]
+    fn a_shard_transforms_its_rows_as_the_whole_batch_and_mixes_them_alone() {
+        let whole = loader(2, MixupConfig::default(), 8).unwrap();
+        let b = whole
+            .clone()
+            .sharded(Shard::new(1, 2, 8).unwrap())
+            .unwrap()
+            .batch(1, 2)
+            .unwrap();
+        let order = epoch_order(24, 5, 1);
+        assert_eq!(b.indices, order[20..24].to_vec());
+        let t = whole.transform();
+        let per = t.config().floats();
+        let mut images = vec![0f32; 4 * per];
+        for (k, out) in images.chunks_mut(per).enumerate() {
+            let img = whole.dataset.image(order[20 + k]).unwrap();
+            t.train_sample(&img, 5, 1, 20 + k, out).unwrap();
+        }
+        let mix = whole.mixup.sample(&mut mix_rng(5, 1, 2), (12, 12));
+        assert_eq!(b.mix, mix);
+        assert_eq!(b.mix, whole.batch(1, 2).unwrap().mix);
+        mix_images(&mix, &mut images, 4, 3, (12, 12)).unwrap();
+        assert_eq!(b.images.as_slice().unwrap(), &images[..]);
+        let labels: Vec<usize> = b.labels.iter().map(|&v| v as usize).collect();
+        let targets = mixed_targets(&labels, whole.classes(), 0.1, mix.lambda()).unwrap();
+        assert_eq!(b.targets.as_slice().unwrap(), &targets[..]);
+        // 8 over 8 ranks leaves one image per rank: nothing to mix it with.
+        let e = whole
+            .sharded(Shard::new(0, 8, 8).unwrap())
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("1 images per rank, which must be even"), "{e}");
+    }
+
     #[test]
     fn bad_settings_are_errors() {
         let e = loader(1, MixupConfig::default(), 7)
