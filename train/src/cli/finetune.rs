@@ -2,6 +2,7 @@
 //! recipe, from a preset and flags.
 
 use patchmix_export::weights::EncoderSource;
+use patchmix_train::dist::{DistMode, DistWorld, start};
 use patchmix_train::finetune::{FinetuneOptions, FinetuneRunConfig, run_finetune};
 use std::path::PathBuf;
 
@@ -38,7 +39,8 @@ pub struct Args {
     /// Warm-up epochs.
     #[arg(long)]
     pub warmup_epochs: Option<u64>,
-    /// Images per step (even).
+    /// Images per step: the global batch, split evenly over the ranks of --dist (even per
+    /// rank).
     #[arg(long)]
     pub batch: Option<usize>,
     /// The peak learning rate at batch 256 (scaled by batch/256, as the original).
@@ -72,16 +74,38 @@ pub struct Args {
     /// emulated. Default: the preset's (`fp32`).
     #[arg(long)]
     pub precision: Option<String>,
+    /// Data-parallel ranks: `none` (one process), `mpi` (the ranks of `mpirun -np N`,
+    /// collectives over Open MPI; needs a build with `--features mpi`), `nccl` (GPUs; needs
+    /// `--features nccl`) or `auto` (`mpi` when an MPI launcher started this process, else
+    /// `none`). `--batch` stays the global batch, split evenly over the ranks; each rank
+    /// mixes (Mixup/CutMix) its own share; rank 0 alone writes the run directory and
+    /// evaluates.
+    #[arg(long, default_value = "auto", value_name = "none|mpi|nccl|auto")]
+    pub dist: String,
     /// No per-epoch lines.
     #[arg(long)]
     pub quiet: bool,
 }
 
-/// Runs the subcommand.
+/// Runs the subcommand (on every rank of `--dist`).
 ///
 /// # Errors
-/// Any problem as a one-line message.
+/// Any problem as a one-line message; in a world of several ranks it is also printed as
+/// `error: rank R: …` and the launch is aborted, so that no rank waits for this one forever.
 pub fn run(a: Args) -> anyhow::Result<()> {
+    let mode: DistMode = a.dist.parse().map_err(anyhow::Error::msg)?;
+    let world = start(mode).map_err(anyhow::Error::msg)?;
+    let result = run_in(a, &world);
+    if let Err(e) = &result
+        && world.world_size() > 1
+    {
+        eprintln!("error: rank {}: {e:#}", world.rank());
+        world.abort(1);
+    }
+    result
+}
+
+fn run_in(a: Args, world: &DistWorld) -> anyhow::Result<()> {
     let mut c = FinetuneRunConfig::preset(&a.preset).map_err(anyhow::Error::msg)?;
     if let Some(v) = &a.data {
         c.data = v.clone();
@@ -138,8 +162,12 @@ pub fn run(a: Args) -> anyhow::Result<()> {
         threads: a.threads,
         quiet: a.quiet,
         device,
+        collectives: world.collectives().cloned(),
     };
     let s = run_finetune(&c, &opts).map_err(anyhow::Error::msg)?;
+    if world.rank() > 0 {
+        return Ok(());
+    }
     if let Some(dir) = &a.dump_step {
         println!("dumped one step into {}", dir.display());
         return Ok(());

@@ -7,6 +7,13 @@
 //! [`epoch_order`](crate::data::epoch_order); so a batch is a pure function of
 //! `(seed, epoch, step)`, independent of the thread count and of where a run resumed.
 //! Consumed by the fine-tuning step (its inputs are `images` and `targets`).
+//!
+//! A data-parallel rank's loader ([`FinetuneLoader::sharded`]) loads only its contiguous
+//! slice `r·b .. (r+1)·b` of each global batch of B = W·b: each sample keeps the transform
+//! draws of its position in the epoch (never the rank's), and Mixup/CutMix mixes within the
+//! rank's b images (sample i with b − 1 − i), as timm's `Mixup` does on each DDP rank's
+//! batch. Every rank draws the batch's λ and box from the same `mix_rng(seed, epoch, step)`;
+//! with mixing off the W shards are exactly the rows of the one-process batch.
 
 use std::sync::Arc;
 
@@ -14,7 +21,7 @@ use ndarray::{Array2, Array4};
 use patchmix_export::data::{DataError, Dataset};
 use rayon::prelude::*;
 
-use super::loader::{LoaderConfig, LoaderError};
+use super::loader::{LoaderConfig, LoaderError, Shard};
 use super::seed::{epoch_order, mix_rng};
 use crate::augment::AugmentError;
 use crate::augment::finetune::FinetuneTransform;
@@ -31,9 +38,11 @@ pub struct FinetuneBatch {
     pub indices: Vec<usize>,
     /// Their labels (before mixing).
     pub labels: Vec<u32>,
-    /// The transformed and mixed images, `[B, 3, size, size]`.
+    /// The transformed and mixed images, `[B, 3, size, size]` (a shard's b = B/W rows for a
+    /// [`FinetuneLoader::sharded`] loader, as for the other per-sample fields).
     pub images: Array4<f32>,
-    /// The soft targets, `[B, classes]` (label smoothing only when the batch was not mixed).
+    /// The soft targets, `[B, classes]` (`[b, classes]` for a shard; label smoothing only
+    /// when the batch was not mixed).
     pub targets: Array2<f32>,
     /// The batch's mixing draw.
     pub mix: Mix,
@@ -67,6 +76,7 @@ pub struct FinetuneLoader {
     mixup: Mixup,
     cfg: LoaderConfig,
     pool: Arc<rayon::ThreadPool>,
+    shard: Shard,
 }
 
 impl std::fmt::Debug for FinetuneLoader {
@@ -119,7 +129,56 @@ impl FinetuneLoader {
             mixup,
             cfg,
             pool: Arc::new(pool),
+            shard: Shard::WHOLE,
         })
+    }
+
+    /// This loader, loading only `shard`'s rows of each global batch of `batch_size` (a
+    /// data-parallel rank's share; see the module docs).
+    ///
+    /// # Errors
+    /// [`LoaderError::Config`] when the batch does not split over the shard's world, or
+    /// splits into odd per-rank batches (each rank mixes its own batch, and Mixup pairs
+    /// sample i with b − 1 − i).
+    ///
+    /// # Examples
+    /// ```
+    /// use std::sync::Arc;
+    /// use patchmix_export::data::{Dataset, Split};
+    /// use patchmix_train::augment::finetune::{FinetuneConfig, FinetuneTransform};
+    /// use patchmix_train::augment::mixup::{Mixup, MixupConfig};
+    /// use patchmix_train::data::{FinetuneLoader, LoaderConfig, Shard};
+    ///
+    /// let ds = Arc::new(Dataset::synthetic("synthetic:20,size=16".parse()?, Split::Train));
+    /// let t = FinetuneTransform::new(FinetuneConfig::recipe(16))?;
+    /// let off = MixupConfig { prob: 0.0, ..MixupConfig::default() };
+    /// let cfg = LoaderConfig { batch_size: 8, seed: 1, threads: 1, prefetch: 1 };
+    /// let whole = FinetuneLoader::new(ds, t, Mixup::new(off)?, cfg)?;
+    /// let second = whole.clone().sharded(Shard::new(1, 2, 8)?)?;
+    /// let (a, b) = (whole.batch(0, 1)?, second.batch(0, 1)?);
+    /// assert_eq!(b.indices, a.indices[4..]);
+    /// assert_eq!(b.images.as_slice().unwrap(), &a.images.as_slice().unwrap()[a.images.len() / 2..]);
+    /// // 8 images over 8 ranks: one per rank, which cannot be mixed.
+    /// assert!(whole.sharded(Shard::new(0, 8, 8)?).is_err());
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn sharded(mut self, shard: Shard) -> Result<Self, LoaderError> {
+        let b = self.cfg.batch_size;
+        Shard::new(shard.rank(), shard.world(), b)?;
+        let per_rank = b / shard.world();
+        if !per_rank.is_multiple_of(2) {
+            return Err(LoaderError::Config(format!(
+                "batch {b} over {} ranks is {per_rank} images per rank, which must be even (each rank mixes its own batch: Mixup pairs sample i with b − 1 − i)",
+                shard.world()
+            )));
+        }
+        self.shard = shard;
+        Ok(self)
+    }
+
+    /// The rows of each global batch this loader loads.
+    pub fn shard(&self) -> Shard {
+        self.shard
     }
 
     /// The settings.
@@ -174,7 +233,10 @@ impl FinetuneLoader {
                 self.steps_per_epoch()
             )));
         }
-        let first = step * b;
+        // This rank's rows of the global batch (all of them for one process).
+        let rows = self.shard.rows(b);
+        let first = step * b + rows.start;
+        let b = rows.len();
         let indices = order[first..first + b].to_vec();
         let size = self.transform.config().size as usize;
         let per = self.transform.config().floats();
@@ -302,6 +364,43 @@ mod tests {
         let labels: Vec<usize> = b.labels.iter().map(|&v| v as usize).collect();
         let want = smooth_one_hot(&labels, b.targets.shape()[1], 0.1).unwrap();
         assert_eq!(b.targets.as_slice().unwrap(), &want[..]);
+    }
+
+    /// A rank's share with mixing on: its rows of the epoch order, each transformed with the
+    /// draws of its global position, then mixed among themselves (i with b − 1 − i) with the
+    /// batch's one draw — the same on every rank.
+    #[test]
+    fn a_shard_transforms_its_rows_as_the_whole_batch_and_mixes_them_alone() {
+        let whole = loader(2, MixupConfig::default(), 8).unwrap();
+        let b = whole
+            .clone()
+            .sharded(Shard::new(1, 2, 8).unwrap())
+            .unwrap()
+            .batch(1, 2)
+            .unwrap();
+        let order = epoch_order(24, 5, 1);
+        assert_eq!(b.indices, order[20..24].to_vec());
+        let t = whole.transform();
+        let per = t.config().floats();
+        let mut images = vec![0f32; 4 * per];
+        for (k, out) in images.chunks_mut(per).enumerate() {
+            let img = whole.dataset.image(order[20 + k]).unwrap();
+            t.train_sample(&img, 5, 1, 20 + k, out).unwrap();
+        }
+        let mix = whole.mixup.sample(&mut mix_rng(5, 1, 2), (12, 12));
+        assert_eq!(b.mix, mix);
+        assert_eq!(b.mix, whole.batch(1, 2).unwrap().mix);
+        mix_images(&mix, &mut images, 4, 3, (12, 12)).unwrap();
+        assert_eq!(b.images.as_slice().unwrap(), &images[..]);
+        let labels: Vec<usize> = b.labels.iter().map(|&v| v as usize).collect();
+        let targets = mixed_targets(&labels, whole.classes(), 0.1, mix.lambda()).unwrap();
+        assert_eq!(b.targets.as_slice().unwrap(), &targets[..]);
+        // 8 over 8 ranks leaves one image per rank: nothing to mix it with.
+        let e = whole
+            .sharded(Shard::new(0, 8, 8).unwrap())
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("1 images per rank, which must be even"), "{e}");
     }
 
     #[test]

@@ -75,6 +75,10 @@ pub enum RunError {
         /// The loss.
         loss: f32,
     },
+    /// The data-parallel ranks disagree (configurations or initial states), or their
+    /// start-up exchange failed.
+    #[error(transparent)]
+    Launch(#[from] crate::dist::LaunchError),
     /// Anything else.
     #[error(transparent)]
     Finetune(#[from] FinetuneError),

@@ -2,6 +2,7 @@
 
 use crate::step::FinetuneStepConfig;
 use rand::{Rng, RngExt};
+use std::ops::Range;
 
 /// timm's per-sample drop path as scales: for each block's attention and MLP residual (in
 /// that order) and each of the B images, `1/keep` with probability `keep = 1 − rate` (the
@@ -32,4 +33,23 @@ pub fn drop_path_masks<R: Rng + ?Sized>(cfg: &FinetuneStepConfig, rng: &mut R) -
         }
     }
     v
+}
+
+/// A data-parallel rank's share of the drop-path masks of a global batch of `batch` images:
+/// its `rows` of each of the `2·depth` rows of `masks` (`[2·depth, batch]`, from
+/// [`drop_path_masks`] for the global batch), `[2·depth, rows.len()]`. The masks are drawn
+/// per global sample, so W ranks drop exactly the paths one process drops. Empty masks stay
+/// empty.
+///
+/// # Examples
+/// ```
+/// use patchmix_train::finetune::rank_masks;
+/// let m: Vec<f32> = (0..8).map(|v| v as f32).collect(); // [2, 4]
+/// assert_eq!(rank_masks(&m, 4, 2..4), [2.0, 3.0, 6.0, 7.0]);
+/// ```
+pub fn rank_masks(masks: &[f32], batch: usize, rows: Range<usize>) -> Vec<f32> {
+    masks
+        .chunks(batch.max(1))
+        .flat_map(|row| row.get(rows.clone()).unwrap_or_default().iter().copied())
+        .collect()
 }

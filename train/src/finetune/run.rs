@@ -6,14 +6,14 @@ use super::checkpoint::{self, Progress};
 use super::config::FinetuneRunConfig;
 use super::dump::write_dump;
 use super::error::{FinetuneError, RunError};
-use super::masks::drop_path_masks;
+use super::masks::{drop_path_masks, rank_masks};
 use crate::augment::finetune::{FinetuneConfig as AugmentRecipe, FinetuneTransform};
 use crate::augment::mixup::{Mixup, MixupConfig};
-use crate::data::{FinetuneLoader, LoaderConfig};
+use crate::data::{FinetuneLoader, LoaderConfig, Shard};
 use crate::device::DeviceOptions;
-use crate::session::{FinetuneFeeds, FinetuneSession, SessionOptions};
+use crate::session::{Collectives, FinetuneFeeds, FinetuneSession, SessionOptions};
 use crate::step::finetune::{HEAD_BIAS, HEAD_WEIGHT, classifier_weights, finetune_state};
-use crate::step::{FinetuneLayout, build_finetune_step};
+use crate::step::{FinetuneLayout, HostState, Ranks, build_finetune_rank_step};
 use ndarray::{Array2, Array4, Axis};
 use patchmix_export::data::{Dataset, DatasetRef, Preprocess, Split};
 use patchmix_export::runtime::{Embed, OrtEncoder};
@@ -50,6 +50,9 @@ pub struct FinetuneOptions {
     /// Where the step runs (`cpu`, `cuda[:N]` — an error naming what is missing if CUDA
     /// cannot load — or `auto`), as in pretraining.
     pub device: crate::device::Device,
+    /// This process's rank in a data-parallel world (`--dist`), `None` for one process (see
+    /// [`crate::finetune`]).
+    pub collectives: Option<Collectives>,
 }
 
 /// One evaluation.
@@ -239,17 +242,84 @@ fn write_json(path: &Path, v: &impl serde::Serialize) -> Result<(), RunError> {
     Ok(())
 }
 
-/// Runs a fine-tuning run.
+/// Rank `rank`'s rows of each global batch of `batch`, which must split over the `world`
+/// ranks into even per-rank batches (each rank mixes its own batch).
+fn rank_shard(rank: usize, world: usize, batch: usize) -> Result<Shard, RunError> {
+    let err = |message: String| RunError::Config {
+        field: "--batch",
+        message,
+    };
+    if world > 1 && !batch.is_multiple_of(world) {
+        return Err(err(format!(
+            "the global batch {batch} does not split evenly over {world} ranks; use a multiple of {world}"
+        )));
+    }
+    if world > 1 && !(batch / world).is_multiple_of(2) {
+        return Err(err(format!(
+            "the global batch {batch} over {world} ranks is {} images per rank, which must be even (each rank mixes its own batch: Mixup pairs sample i with b − 1 − i); use a multiple of {}",
+            batch / world,
+            2 * world
+        )));
+    }
+    Shard::new(rank, world, batch).map_err(|e| err(e.to_string()))
+}
+
+/// Checks that every rank starts from the same state (a SHA-256 of its parameters, moments,
+/// EMA and step count).
+fn agree_on_state(collectives: Option<&Collectives>, h: &HostState) -> Result<(), RunError> {
+    let Some(c) = collectives.filter(|c| c.comm().world_size() > 1) else {
+        return Ok(());
+    };
+    let mut bytes = Vec::with_capacity(16 * h.params.len() + 8);
+    for v in [&h.params, &h.exp_avg, &h.exp_avg_sq, &h.momentum] {
+        bytes.extend(v.iter().flat_map(|x| x.to_le_bytes()));
+    }
+    bytes.extend(h.step.to_le_bytes());
+    crate::dist::agree_on(c.comm().as_ref(), "starting states", &bytes)?;
+    Ok(())
+}
+
+/// Runs a fine-tuning run (on every rank of a data-parallel world; see [`crate::finetune`]).
 ///
 /// # Errors
 /// A [`RunError`] naming the file, field or step: unusable data (an empty split, a class
 /// count that disagrees with `classes`), weights of another architecture or with a head, a
-/// run directory that already holds a run, engine failures, or a non-finite loss.
+/// run directory that already holds a run, a batch that does not split evenly into even
+/// per-rank batches, ranks started with different settings or states, engine failures, or a
+/// non-finite loss.
 pub fn run_finetune(
     cfg: &FinetuneRunConfig,
     opts: &FinetuneOptions,
 ) -> Result<FinetuneSummary, RunError> {
     let started = Instant::now();
+    let (rank, world) = opts
+        .collectives
+        .as_ref()
+        .map_or((0, 1), |c| (c.comm().rank(), c.comm().world_size()));
+    let lead = rank == 0;
+    if let Some(c) = opts.collectives.as_ref().filter(|_| world > 1) {
+        // Every rank must run the same recipe on the same data from the same weights.
+        let what = format!(
+            "{}\nweights = {:?}\nencoder = {:?}\nrandom_init = {}\nmax_steps = {:?}\nresume = {}\ndump_step = {:?}\n",
+            serde_json::to_string(cfg).expect("serialisable"),
+            opts.weights,
+            opts.encoder,
+            opts.random_init,
+            opts.max_steps,
+            opts.resume,
+            opts.dump_step
+        );
+        crate::dist::agree_on(c.comm().as_ref(), "configurations", what.as_bytes())?;
+        if opts.dump_step.is_some() {
+            return Err(RunError::Config {
+                field: "--dump-step",
+                message: format!(
+                    "dumps one process's step; run it without the {world} ranks (--dist none)"
+                ),
+            });
+        }
+    }
+    let shard = rank_shard(rank, world, cfg.batch)?;
     if cfg.data.is_empty() {
         return Err(RunError::Config {
             field: "data",
@@ -257,7 +327,8 @@ pub fn run_finetune(
         });
     }
     let train = Arc::new(open(&cfg.data)?);
-    let (eval_spec, eval) = open_eval(cfg)?;
+    // Rank 0 alone evaluates.
+    let eval = if lead { Some(open_eval(cfg)?) } else { None };
     let classes = train.num_classes();
     if let Some(want) = cfg.classes
         && want != classes
@@ -270,20 +341,27 @@ pub fn run_finetune(
             ),
         });
     }
-    if eval.num_classes() > classes {
+    if let Some((eval_spec, eval)) = &eval
+        && eval.num_classes() > classes
+    {
         return Err(data_err(
-            &eval_spec,
+            eval_spec,
             format!(
                 "has {} classes, the training data {classes}",
                 eval.num_classes()
             ),
         ));
     }
-    let step_cfg = cfg.step_config(classes);
-    step_cfg.validate().map_err(|e| RunError::Config {
+    // The global step configuration (the masks are drawn for it), and this rank's.
+    let global_cfg = cfg.step_config(classes);
+    global_cfg.validate().map_err(|e| RunError::Config {
         field: "step",
         message: e.to_string(),
     })?;
+    let step_cfg = crate::step::FinetuneStepConfig {
+        batch: cfg.batch / world,
+        ..global_cfg.clone()
+    };
     let encoder = match (&opts.weights, opts.random_init) {
         (Some(_), true) => {
             return Err(RunError::Config {
@@ -301,7 +379,13 @@ pub fn run_finetune(
             });
         }
     };
-    let step = build_finetune_step(&step_cfg, false).map_err(|e| RunError::Config {
+    // One rank's step over its b = B/W images (W = 1: the plain step, collectives-free,
+    // unless the run has a communicator anyway: an NCCL world of one runs them).
+    let ranks = Ranks {
+        world_size: world,
+        collectives: world > 1 || opts.collectives.is_some(),
+    };
+    let step = build_finetune_rank_step(&step_cfg, ranks, false).map_err(|e| RunError::Config {
         field: "step",
         message: e.to_string(),
     })?;
@@ -316,10 +400,14 @@ pub fn run_finetune(
         })?;
     let session_opts = SessionOptions {
         threads: opts.threads.filter(|&t| t > 0),
+        collectives: opts.collectives.clone().filter(|_| ranks.collectives),
         ..SessionOptions::default()
     };
     let device = DeviceOptions {
-        device: opts.device,
+        device: opts
+            .collectives
+            .as_ref()
+            .map_or(opts.device, |c| c.rank_device(opts.device)),
         ..DeviceOptions::default()
     };
     let mut session = FinetuneSession::new(step, &session_opts, &device, &init)?;
@@ -343,14 +431,22 @@ pub fn run_finetune(
         ..LoaderConfig::default()
     };
     let loader = FinetuneLoader::new(train.clone(), transform, mixup, loader_cfg)
+        .map_err(|e| data_err(&cfg.data, e))?
+        .sharded(shard)
         .map_err(|e| data_err(&cfg.data, e))?;
+    let rows = shard.rows(cfg.batch);
     let batch_feeds = |epoch: u64, step: usize, global: u64| -> Result<_, RunError> {
         let b = loader
             .batch(epoch, step)
             .map_err(|e| data_err(&cfg.data, e))?;
         let mut rng =
             ChaCha8Rng::seed_from_u64(cfg.seed ^ global.wrapping_mul(0x9e37_79b9_7f4a_7c15));
-        let masks = drop_path_masks(&step_cfg, &mut rng);
+        // Drawn per sample of the global batch; this rank's rows.
+        let masks = rank_masks(
+            &drop_path_masks(&global_cfg, &mut rng),
+            cfg.batch,
+            rows.clone(),
+        );
         Ok((b, masks))
     };
 
@@ -391,6 +487,7 @@ pub fn run_finetune(
             });
         }
         let (h, p) = checkpoint::load(&ckpt, layout.params.len())?;
+        agree_on_state(opts.collectives.as_ref(), &h)?;
         session.load(&h)?;
         progress = p;
         // Records after the checkpoint (a run that died later) are dropped: they are redone.
@@ -405,9 +502,11 @@ pub fn run_finetune(
             })
             .map(|l| format!("{l}\n"))
             .collect();
-        patchmix_export::atomic::write_atomic(&metrics, kept.as_bytes())
-            .map_err(|e| FinetuneError::io("write", &metrics, e))?;
-    } else {
+        if lead {
+            patchmix_export::atomic::write_atomic(&metrics, kept.as_bytes())
+                .map_err(|e| FinetuneError::io("write", &metrics, e))?;
+        }
+    } else if lead {
         if metrics.exists() {
             return Err(RunError::Config {
                 field: "--out",
@@ -419,6 +518,16 @@ pub fn run_finetune(
         }
         std::fs::create_dir_all(out).map_err(|e| FinetuneError::io("create", out, e))?;
         write_json(&out.join("config.json"), cfg)?;
+    }
+    if !opts.resume {
+        agree_on_state(opts.collectives.as_ref(), &init)?;
+    }
+    if world > 1 && lead {
+        log::info!(
+            "{world} ranks: {} images of each global batch of {} per rank",
+            cfg.batch / world,
+            cfg.batch
+        );
     }
     let pre = recipe.eval();
     let spe = loader.steps_per_epoch();
@@ -433,7 +542,7 @@ pub fn run_finetune(
         let lr = cfg.lr_at(epoch);
         let mut loss_sum = 0.0f64;
         let mut done = 0usize;
-        let bar = if opts.quiet {
+        let bar = if opts.quiet || !lead {
             indicatif::ProgressBar::hidden()
         } else {
             let b = indicatif::ProgressBar::new(spe as u64);
@@ -469,15 +578,25 @@ pub fn run_finetune(
             done += 1;
             bar.inc(1);
             bar.set_message(format!("loss {:.4}", o.loss));
-            append_jsonl(
-                &metrics,
-                &serde_json::json!({"kind": "step", "step": global, "epoch": epoch, "loss": o.loss, "lr": lr}),
-            )?;
+            if lead {
+                append_jsonl(
+                    &metrics,
+                    &serde_json::json!({"kind": "step", "step": global, "epoch": epoch, "loss": o.loss, "lr": lr}),
+                )?;
+            }
         }
         bar.finish_and_clear();
+        // The other ranks hold rank 0's state: only rank 0 evaluates and checkpoints, and
+        // the others' next collective waits for it.
+        let Some((_, eval)) = &eval else {
+            if stopped || opts.max_steps.is_some_and(|m| global >= m) {
+                break;
+            }
+            continue;
+        };
         let h = session.to_host()?;
-        let (top1, top5) = evaluate(&cfg.vit, &layout, &h.params, &eval, &pre)?;
-        let (ema_top1, ema_top5) = evaluate(&cfg.vit, &layout, &h.momentum, &eval, &pre)?;
+        let (top1, top5) = evaluate(&cfg.vit, &layout, &h.params, eval, &pre)?;
+        let (ema_top1, ema_top5) = evaluate(&cfg.vit, &layout, &h.momentum, eval, &pre)?;
         let r = EvalRecord {
             epoch: epoch + 1,
             step: global,
@@ -517,6 +636,13 @@ pub fn run_finetune(
         if stopped || opts.max_steps.is_some_and(|m| global >= m) {
             break;
         }
+    }
+    if !lead {
+        return Ok(FinetuneSummary {
+            steps: global,
+            evals,
+            seconds: started.elapsed().as_secs_f64(),
+        });
     }
     let h = session.to_host()?;
     // The model as `classifier.onnx` + `classifier.safetensors` (timm names with `head.*`,

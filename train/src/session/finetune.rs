@@ -2,12 +2,15 @@
 //! builder and devices: the state (parameters, AdamW moments, model EMA) lives in ORT values
 //! that are fed to `Session::run` and replaced by its outputs, as the plain engine does; the
 //! images, targets, drop-path masks and scalars go in, the loss and the logits come out.
+//!
+//! A data-parallel rank's step ([`crate::step::build_finetune_rank_step`]) runs its
+//! collectives on [`SessionOptions::collectives`], registered as for the pretraining step.
 
 use super::builder::{SessionOptions, build_on_device};
 use super::error::EngineError;
 use crate::device::{self, DeviceOptions, Placement};
 use crate::step::finetune::names as ft_names;
-use crate::step::{FinetuneGraph, HostState, LossScaler, build_finetune_step, names};
+use crate::step::{FinetuneGraph, HostState, LossScaler, Ranks, build_finetune_rank_step, names};
 use ort::session::{Session, SessionInputValue};
 use ort::value::{DynValue, Tensor, TensorRef};
 use patchmix_export::graph::Compute;
@@ -74,19 +77,46 @@ impl FinetuneSession {
     /// as the pretraining step is) and uploads the initial state (its
     /// [`HostState::momentum`] is the model EMA).
     ///
+    /// A step with collectives (a data-parallel rank's) needs `opts.collectives`, a
+    /// communicator of the step's world size, whose kernels the session registers.
+    ///
     /// # Errors
-    /// [`EngineError::Device`] when CUDA was requested and cannot be used, ORT errors, or a
-    /// state of the wrong size.
+    /// [`EngineError::WorldSize`] for a step with collectives and no communicator (or one of
+    /// another size), [`EngineError::CollectivesNeedCuda`] for NCCL collectives in a session
+    /// on the CPU, [`EngineError::Device`] when CUDA was requested and cannot be used, ORT
+    /// errors, or a state of the wrong size.
     pub fn new(
         step: FinetuneGraph,
         opts: &SessionOptions,
         dev: &DeviceOptions,
         init: &HostState,
     ) -> Result<FinetuneSession, EngineError> {
+        let communicator = opts
+            .collectives
+            .as_ref()
+            .map_or(0, |c| c.comm().world_size());
+        if step.collectives && communicator != step.world_size {
+            return Err(EngineError::WorldSize {
+                step: step.world_size,
+                communicator,
+            });
+        }
         let prepared = device::prepare(dev.device)?;
+        if opts.collectives.as_ref().is_some_and(|c| c.on_device())
+            && prepared.placement == Placement::Cpu
+        {
+            return Err(EngineError::CollectivesNeedCuda(format!(
+                "--device {}",
+                dev.device
+            )));
+        }
         let step = match step.compute {
             Compute::Native(_) if prepared.placement == Placement::Cpu => {
-                build_finetune_step(&step.config, true).map_err(|source| {
+                let ranks = Ranks {
+                    world_size: step.world_size,
+                    collectives: step.collectives,
+                };
+                build_finetune_rank_step(&step.config, ranks, true).map_err(|source| {
                     EngineError::CpuRebuild {
                         precision: step.config.precision,
                         source,

@@ -30,7 +30,8 @@ pub use build::{
 };
 pub use config::{Frame, LocalCrops, StepConfig, StepConfigError};
 pub use finetune::{
-    FinetuneGraph, FinetuneLayout, FinetuneStepConfig, build_finetune_step, layer_id,
+    FinetuneGraph, FinetuneLayout, FinetuneStepConfig, build_finetune_rank_step,
+    build_finetune_step, layer_id,
 };
 pub use heads::{
     BN_EPS, BN_MOMENTUM, HeadCompute, RunningStats, batch_norm_train, flatten, mlp_head, unflatten,

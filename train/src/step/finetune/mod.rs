@@ -9,7 +9,7 @@ mod layout;
 pub mod names;
 mod state;
 
-pub use build::{FinetuneGraph, build_finetune_step};
+pub use build::{FinetuneGraph, build_finetune_rank_step, build_finetune_step};
 pub use config::{FinetuneStepConfig, FinetuneStepConfigError};
 pub use layout::{FinetuneLayout, HEAD_BIAS, HEAD_WEIGHT, ScaleRun, is_decayed, layer_id};
 pub use state::{EncoderWeightsError, classifier_weights, finetune_state, head_init};
