@@ -105,7 +105,7 @@ pub(crate) fn check_gather_output(
 ///
 /// # Examples
 /// ```
-/// use patchmix_train::dist::{ThreadWorld, share_from_rank0};
+/// use patchmix_train::dist::{Communicator, ThreadWorld, share_from_rank0};
 /// let ranks = ThreadWorld::ranks(2);
 /// let got: Vec<[u8; 3]> = std::thread::scope(|s| {
 ///     let h: Vec<_> = ranks.iter().map(|r| s.spawn(move || {
