@@ -50,6 +50,21 @@ fn missing(what: &str) -> ort::Error {
     ort::Error::new(format!("collective kernel: missing {what}"))
 }
 
+/// Checks that an `AllGather` node's `world_size` attribute is the world it runs in (shared
+/// by the CPU and the NCCL kernels).
+pub(crate) fn check_gather_world(kctx: &KernelContext<'_>, world_size: usize) -> ort::Result<()> {
+    let declared = kctx
+        .get::<i64>("world_size")
+        .ok_or_else(|| missing("attribute world_size"))?;
+    if usize::try_from(declared).ok() == Some(world_size) {
+        Ok(())
+    } else {
+        Err(ort::Error::new(format!(
+            "AllGather was compiled for world_size {declared} but runs in a world of {world_size}"
+        )))
+    }
+}
+
 impl Operator for AllReduceSum {
     type Kernel<'attr> = BoxedKernel<'attr>;
 
@@ -101,14 +116,7 @@ impl Operator for AllGather {
         kctx: &KernelContext<'attr>,
     ) -> ort::Result<Self::Kernel<'attr>> {
         let world_size = self.comm.world_size();
-        let declared = kctx
-            .get::<i64>("world_size")
-            .ok_or_else(|| missing("attribute world_size"))?;
-        if usize::try_from(declared).ok() != Some(world_size) {
-            return Err(ort::Error::new(format!(
-                "AllGather was compiled for world_size {declared} but runs in a world of {world_size}"
-            )));
-        }
+        check_gather_world(kctx, world_size)?;
         let comm = self.comm.clone();
         Ok(Box::new(move |ctx: &ComputeContext| {
             let input = ctx.input(0)?.ok_or_else(|| missing("input"))?;

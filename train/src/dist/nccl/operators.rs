@@ -127,14 +127,7 @@ impl Operator for AllGather {
     ) -> ort::Result<Self::Kernel<'attr>> {
         use crate::dist::Communicator as _;
         let world_size = self.world.world_size();
-        let declared = kctx
-            .get::<i64>("world_size")
-            .ok_or_else(|| missing("attribute world_size"))?;
-        if usize::try_from(declared).ok() != Some(world_size) {
-            return Err(ort::Error::new(format!(
-                "AllGather was compiled for world_size {declared} but runs in a world of {world_size}"
-            )));
-        }
+        crate::dist::operators::check_gather_world(kctx, world_size)?;
         let world = self.world.clone();
         Ok(Box::new(move |ctx: &ComputeContext| {
             let buf = device_buffers(ctx, |s| {
